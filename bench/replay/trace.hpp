@@ -1,0 +1,37 @@
+/**
+ * @file trace.hpp
+ * @brief Reading KV-block request traces (Mooncake JSONL: one object per line with `hash_ids`).
+ */
+#pragma once
+
+#include <kvoffload/types.hpp>
+
+#include <cstddef>
+#include <istream>
+#include <string>
+#include <vector>
+
+namespace kvoffload::replay {
+
+/// One request: the block hashes it reads, in prefix order.
+struct Request {
+  std::vector<BlockHash> hashes;
+};
+
+struct Trace {
+  std::vector<Request> requests;
+  std::size_t references{0};    ///< block references (sum of hashes over requests)
+  std::size_t distinct_ids{0};  ///< distinct block hashes
+};
+
+/**
+ * @brief Parse a JSONL trace. Each non-empty line must be a JSON object with an array of
+ * non-negative integers under "hash_ids"; other keys are skipped.
+ * @throws kvoffload::logic_error "line N: <what is wrong>" on the first malformed line.
+ */
+Trace parse_trace(std::istream& in);
+
+/// @brief parse_trace on a file. @throws kvoffload::logic_error if it cannot be opened.
+Trace load_trace(const std::string& path);
+
+}  // namespace kvoffload::replay

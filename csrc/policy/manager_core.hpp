@@ -1,0 +1,79 @@
+/**
+ * @file manager_core.hpp
+ * @brief CoreManager: the OffloadingManager contract over one medium's slots and a policy.
+ */
+#pragma once
+
+#include "eviction_policy.hpp"
+#include "flat_index.hpp"
+
+#include <kvoffload/offloading_manager.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace kvoffload::detail {
+
+struct CoreConfig {
+  std::size_t num_blocks{0};
+  std::size_t block_size{0};
+  Medium medium{Medium::kCpu};
+  bool enable_events{true};
+};
+
+/// Validates num_blocks against the 32-bit slot ids; throws logic_error naming the value.
+void validate_num_blocks(std::size_t num_blocks);
+
+class CoreManager final : public OffloadingManager {
+ public:
+  CoreManager(const CoreConfig& config, std::unique_ptr<EvictionPolicy> policy);
+
+  std::optional<std::size_t> lookup(std::span<const BlockHash> hashes) override;
+  LoadStoreSpec prepare_load(std::span<const BlockHash> hashes) override;
+  void touch(std::span<const BlockHash> hashes) override;
+  void complete_load(std::span<const BlockHash> hashes) override;
+  std::optional<PrepareStoreOutput> prepare_store(std::span<const BlockHash> hashes) override;
+  void complete_store(std::span<const BlockHash> hashes, bool success = true) override;
+  std::vector<OffloadingEvent> take_events() override;
+  ManagerStats stats() const override;
+  void clear() override;
+
+  /// Throws std::logic_error if any internal invariant is broken (used by tests).
+  void check_invariants() const;
+  [[nodiscard]] const EvictionPolicy& policy() const noexcept { return *policy_; }
+  [[nodiscard]] std::size_t memory_bytes() const noexcept;
+
+ private:
+  [[nodiscard]] SlotId find(BlockHash hash) const noexcept { return index_.find(hash); }
+  [[nodiscard]] std::size_t free_count() const noexcept {
+    return (config_.num_blocks - next_unused_) + freed_;
+  }
+  SlotId allocate_slot() noexcept;
+  void release_slot(SlotId slot) noexcept;
+  void emit(std::vector<BlockHash> hashes, bool removed);
+  void unprotect() noexcept;
+
+  CoreConfig config_;
+  std::unique_ptr<EvictionPolicy> policy_;
+  std::vector<SlotMeta> slots_;  // fixed size: index_ reads hashes through its data()
+  FlatIndex index_;
+  // Freed slots form a stack threaded through SlotMeta::refs of free slots (no extra memory).
+  SlotId free_head_{kNil};
+  std::size_t freed_{0};
+  SlotId next_unused_{0};  // slots [next_unused_, num_blocks) were never used
+
+  std::size_t pending_{0};
+  std::size_t ready_{0};
+  std::size_t pinned_{0};
+  ManagerStats counters_{};
+  std::vector<OffloadingEvent> events_;
+
+  // Scratch reused across calls so the hot path does not allocate once warm.
+  std::vector<SlotId> protected_;
+  std::vector<SlotId> victims_;
+  std::vector<SlotId> decremented_;
+  std::vector<SlotId> found_;
+  std::vector<std::pair<BlockHash, std::uint32_t>> dedupe_;
+};
+
+}  // namespace kvoffload::detail
