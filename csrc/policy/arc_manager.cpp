@@ -194,6 +194,12 @@ class ArcPolicy final : public EvictionPolicy {
 
 }  // namespace
 
+std::optional<ArcState> arc_state(const EvictionPolicy& policy) {
+  const auto* arc = dynamic_cast<const ArcPolicy*>(&policy);
+  if (arc == nullptr) return std::nullopt;
+  return ArcState{arc->target_t1(), arc->t1_size(), arc->t2_size(), arc->b1_size(), arc->b2_size()};
+}
+
 std::unique_ptr<EvictionPolicy> make_arc_policy(std::size_t num_blocks) {
   return std::make_unique<ArcPolicy>(num_blocks);
 }
