@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace kvoffload::detail {
 
@@ -63,10 +64,27 @@ void CoreManager::unprotect() noexcept {
   protected_.clear();
 }
 
+CoreManager::Resolved CoreManager::resolve(std::span<const BlockHash> hashes) {
+  const std::size_t n = hashes.size();
+  if (n > 0 && n <= memo_hashes_.size()) {
+    if (std::equal(hashes.begin(), hashes.end(), memo_hashes_.begin())) {
+      return Resolved{*this, memo_hashes_.data(), memo_slots_.data()};
+    }
+    const std::size_t offset = memo_hashes_.size() - n;
+    if (std::equal(hashes.begin(), hashes.end(), memo_hashes_.begin() + offset)) {
+      return Resolved{*this, memo_hashes_.data() + offset, memo_slots_.data() + offset};
+    }
+  }
+  memo_hashes_.assign(hashes.begin(), hashes.end());
+  memo_slots_.assign(n, kUnresolved);
+  return Resolved{*this, memo_hashes_.data(), memo_slots_.data()};
+}
+
 std::optional<std::size_t> CoreManager::lookup(std::span<const BlockHash> hashes) {
-  std::size_t hits = 0;
-  for (BlockHash hash : hashes) {
-    const SlotId slot = find(hash);
+  const Resolved slot_of = resolve(hashes);
+  std::size_t hits       = 0;
+  while (hits < hashes.size()) {
+    const SlotId slot = slot_of[hits];
     if (slot == kNil || slots_[slot].state != SlotState::kReady) break;
     ++hits;
   }
@@ -79,20 +97,20 @@ std::optional<std::size_t> CoreManager::lookup(std::span<const BlockHash> hashes
 
 LoadStoreSpec CoreManager::prepare_load(std::span<const BlockHash> hashes) {
   // Validate everything first: a throw leaves no reference behind.
-  found_.clear();
-  for (BlockHash hash : hashes) {
-    const SlotId slot = find(hash);
-    KVO_EXPECTS(slot != kNil, "prepare_load: block hash " + hash_str(hash) + " is not stored");
-    KVO_EXPECTS(
-        slots_[slot].state == SlotState::kReady,
-        "prepare_load: block hash " + hash_str(hash) + " is pending (its store has not completed)");
+  const Resolved slot_of = resolve(hashes);
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    const SlotId slot = slot_of[i];
+    KVO_EXPECTS(slot != kNil, "prepare_load: block hash " + hash_str(hashes[i]) + " is not stored");
+    KVO_EXPECTS(slots_[slot].state == SlotState::kReady,
+                "prepare_load: block hash " + hash_str(hashes[i]) +
+                    " is pending (its store has not completed)");
     KVO_EXPECTS(slots_[slot].refs < std::numeric_limits<std::uint32_t>::max() - hashes.size(),
-                "prepare_load: too many references to block hash " + hash_str(hash));
-    found_.push_back(slot);
+                "prepare_load: too many references to block hash " + hash_str(hashes[i]));
   }
   LoadStoreSpec spec{config_.medium, {}};
   spec.block_ids.reserve(hashes.size());
-  for (SlotId slot : found_) {
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    const SlotId slot = slot_of[i];
     if (slots_[slot].refs++ == 0) ++pinned_;
     spec.block_ids.push_back(static_cast<BlockId>(slot));
   }
@@ -102,10 +120,11 @@ LoadStoreSpec CoreManager::prepare_load(std::span<const BlockHash> hashes) {
 
 void CoreManager::touch(std::span<const BlockHash> hashes) {
   // Last to first, so the first hash (the prefix head) ends up most recent.
-  for (auto it = hashes.rbegin(); it != hashes.rend(); ++it) {
-    const SlotId slot = find(*it);
+  const Resolved slot_of = resolve(hashes);
+  for (std::size_t i = hashes.size(); i-- > 0;) {
+    const SlotId slot = slot_of[i];
     if (slot == kNil) {
-      policy_->on_touch_absent(*it);
+      policy_->on_touch_absent(hashes[i]);
     } else {
       policy_->on_touch(slot, slots_[slot].state == SlotState::kReady);
     }
@@ -115,26 +134,35 @@ void CoreManager::touch(std::span<const BlockHash> hashes) {
 void CoreManager::complete_load(std::span<const BlockHash> hashes) {
   // Decrement while validating (a repeated hash needs as many references as occurrences)
   // and roll back on the first failure.
-  decremented_.clear();
-  std::size_t unpinned = 0;
-  for (BlockHash hash : hashes) {
-    const SlotId slot = find(hash);
+  const Resolved slot_of = resolve(hashes);
+  std::size_t unpinned   = 0;
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    const SlotId slot = slot_of[i];
     if (slot == kNil || slots_[slot].refs == 0) {
-      for (SlotId done : decremented_)
-        ++slots_[done].refs;
-      decremented_.clear();
+      for (std::size_t done = 0; done < i; ++done)
+        ++slots_[slot_of[done]].refs;
       detail::throw_logic_error(__FILE__,
                                 __LINE__,
-                                "complete_load: block hash " + hash_str(hash) +
+                                "complete_load: block hash " + hash_str(hashes[i]) +
                                     (slot == kNil ? " is not stored"
                                                   : " holds no load reference (complete_load "
                                                     "without a matching prepare_load)"));
     }
     if (--slots_[slot].refs == 0) ++unpinned;
-    decremented_.push_back(slot);
   }
-  decremented_.clear();
   pinned_ -= unpinned;
+}
+
+bool CoreManager::seen_before(BlockHash hash) {
+  // Open addressing over seen_ (sized by prepare_store); slots hold hash + 1, 0 = empty.
+  const std::size_t mask = seen_.size() - 1;
+  for (std::size_t i = mix_hash(hash) & mask;; i = (i + 1) & mask) {
+    if (seen_[i] == 0) {
+      seen_[i] = hash + 1;
+      return false;
+    }
+    if (seen_[i] == hash + 1) return true;
+  }
 }
 
 std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const BlockHash> hashes) {
@@ -146,34 +174,34 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
   PrepareStoreOutput out;
   out.store_spec.medium         = config_.medium;
   std::vector<BlockHash>& fresh = out.block_hashes_to_store;
-  for (BlockHash hash : hashes) {
-    const SlotId slot = find(hash);
+  fresh.reserve(hashes.size());
+  const Resolved slot_of = resolve(hashes);
+  bool may_repeat        = false;
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    const SlotId slot = slot_of[i];
     if (slot == kNil) {
-      fresh.push_back(hash);
+      // A hash repeated in the call is stored once, at its first position. Most calls have
+      // no repeats; a cheap first check (a hash not above all before it) finds the rest.
+      may_repeat = may_repeat || (!fresh.empty() && hashes[i] <= fresh.back());
+      fresh.push_back(hashes[i]);
     } else if (!slots_[slot].protected_in_call) {
       slots_[slot].protected_in_call = true;
       protected_.push_back(slot);
     }
   }
-
-  // A hash repeated in the call is stored once, at its first position.
-  if (fresh.size() > 1) {
-    dedupe_.clear();
-    for (std::uint32_t i = 0; i < fresh.size(); ++i)
-      dedupe_.emplace_back(fresh[i], i);
-    std::sort(dedupe_.begin(), dedupe_.end());
-    const auto last = std::unique(dedupe_.begin(), dedupe_.end(), [](const auto& a, const auto& b) {
-      return a.first == b.first;
-    });
-    if (last != dedupe_.end()) {
-      dedupe_.erase(last, dedupe_.end());
-      std::sort(dedupe_.begin(), dedupe_.end(), [](const auto& a, const auto& b) {
-        return a.second < b.second;
-      });
-      fresh.clear();
-      for (const auto& [hash, position] : dedupe_)
-        fresh.push_back(hash);
+  if (may_repeat) {
+    std::size_t table = 8;
+    while (table < 2 * fresh.size())
+      table *= 2;
+    seen_.assign(table, 0);
+    // hash + 1 == 0 cannot mark "empty": the one hash that wraps is checked separately.
+    bool saw_max     = false;
+    std::size_t kept = 0;
+    for (BlockHash hash : fresh) {
+      const bool repeat = hash == ~BlockHash{0} ? std::exchange(saw_max, true) : seen_before(hash);
+      if (!repeat) fresh[kept++] = hash;
     }
+    fresh.resize(kept);
   }
 
   const std::size_t needed   = fresh.size();
@@ -199,6 +227,7 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
   // Commit: nothing below can fail except allocation of the output vectors.
   out.store_spec.block_ids.reserve(needed);
   out.block_hashes_evicted.reserve(victims_.size());
+  if (needed > 0) invalidate_memo();
   policy_->evict(victims_, SlotView{slots_.data()});
   for (SlotId slot : victims_) {
     out.block_hashes_evicted.push_back(slots_[slot].hash);
@@ -218,36 +247,50 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
   }
   pending_ += needed;
   counters_.stores += needed;
+  if (needed > 0) {
+    // The caller's next call is complete_store of exactly these hashes.
+    memo_hashes_.assign(fresh.begin(), fresh.end());
+    memo_slots_.resize(needed);
+    for (std::size_t i = 0; i < needed; ++i) {
+      memo_slots_[i] = static_cast<SlotId>(out.store_spec.block_ids[i]);
+    }
+  }
   return out;
 }
 
 void CoreManager::complete_store(std::span<const BlockHash> hashes, bool success) {
+  const Resolved slot_of = resolve(hashes);
   if (!success) {
     // Abandon: pending blocks leave, ready ones (stored earlier) stay, absent ones are ignored.
-    for (BlockHash hash : hashes) {
-      const SlotId slot = find(hash);
-      if (slot == kNil || slots_[slot].state != SlotState::kPending) continue;
+    found_.clear();
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      const SlotId slot = slot_of[i];
+      if (slot != kNil && slots_[slot].state == SlotState::kPending) found_.push_back(slot);
+    }
+    if (found_.empty()) return;
+    invalidate_memo();
+    for (SlotId slot : found_) {
+      if (slots_[slot].state != SlotState::kPending) continue;  // repeated in the call
       policy_->erase(slot);
-      index_.erase(hash);
+      index_.erase(slots_[slot].hash);
       release_slot(slot);
       --pending_;
       ++counters_.stores_failed;
     }
     return;
   }
-  found_.clear();
-  for (BlockHash hash : hashes) {
-    const SlotId slot = find(hash);
-    KVO_EXPECTS(slot != kNil, "complete_store: block hash " + hash_str(hash) + " is not stored");
-    found_.push_back(slot);
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    KVO_EXPECTS(slot_of[i] != kNil,
+                "complete_store: block hash " + hash_str(hashes[i]) + " is not stored");
   }
   std::vector<BlockHash> stored;
-  for (SlotId slot : found_) {
-    const BlockHash hash = slots_[slot].hash;
+  stored.reserve(hashes.size());
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    const SlotId slot = slot_of[i];
     if (slots_[slot].state != SlotState::kPending) continue;
     slots_[slot].state = SlotState::kReady;
     policy_->on_ready(slot);
-    stored.push_back(hash);
+    stored.push_back(hashes[i]);
   }
   pending_ -= stored.size();
   ready_ += stored.size();
@@ -274,6 +317,7 @@ ManagerStats CoreManager::stats() const {
 }
 
 void CoreManager::clear() {
+  invalidate_memo();
   std::vector<BlockHash> removed;
   for (SlotId slot = 0; slot < next_unused_; ++slot) {
     const SlotMeta& m = slots_[slot];

@@ -45,6 +45,28 @@ class CoreManager final : public OffloadingManager {
 
  private:
   [[nodiscard]] SlotId find(BlockHash hash) const noexcept { return index_.find(hash); }
+
+  /// Slot ids of `hashes` (kNil where absent), resolved lazily through the memo: the calls
+  /// that serve one request pass the same hashes, or a prefix or suffix of them, so each hash
+  /// is looked up in the index once per request rather than once per call.
+  class Resolved {
+   public:
+    Resolved(const CoreManager& core, const BlockHash* hashes, SlotId* slots) noexcept
+        : core_{core}, hashes_{hashes}, slots_{slots} {}
+    SlotId operator[](std::size_t i) const noexcept {
+      if (slots_[i] == kUnresolved) slots_[i] = core_.find(hashes_[i]);
+      return slots_[i];
+    }
+
+   private:
+    const CoreManager& core_;
+    const BlockHash* hashes_;
+    SlotId* slots_;
+  };
+  static constexpr SlotId kUnresolved = kNil - 1;
+  Resolved resolve(std::span<const BlockHash> hashes);
+  /// Forget the memo: the hash -> slot mapping changed.
+  void invalidate_memo() noexcept { memo_hashes_.clear(); }
   [[nodiscard]] std::size_t free_count() const noexcept {
     return (config_.num_blocks - next_unused_) + freed_;
   }
@@ -52,6 +74,7 @@ class CoreManager final : public OffloadingManager {
   void release_slot(SlotId slot) noexcept;
   void emit(std::vector<BlockHash> hashes, bool removed);
   void unprotect() noexcept;
+  bool seen_before(BlockHash hash);
 
   CoreConfig config_;
   std::unique_ptr<EvictionPolicy> policy_;
@@ -71,9 +94,10 @@ class CoreManager final : public OffloadingManager {
   // Scratch reused across calls so the hot path does not allocate once warm.
   std::vector<SlotId> protected_;
   std::vector<SlotId> victims_;
-  std::vector<SlotId> decremented_;
   std::vector<SlotId> found_;
-  std::vector<std::pair<BlockHash, std::uint32_t>> dedupe_;
+  std::vector<BlockHash> memo_hashes_;
+  std::vector<SlotId> memo_slots_;   // mutable cache: kUnresolved until first asked
+  std::vector<std::uint64_t> seen_;  // duplicate detection in prepare_store (open addressing)
 };
 
 }  // namespace kvoffload::detail
