@@ -52,6 +52,8 @@ void usage(std::FILE* out) {
                "  --policy    policies to replay (default: all): %s\n"
                "  --capacity  blocks, or percent of the distinct ids (default: 1%%,5%%,10%%,25%%)\n"
                "  --repeat    timed repetitions; the median speed is reported (default: 5)\n"
+               "  --scramble-ids  map every id through a 64-bit mixer first, so the ids look\n"
+               "              like real block hashes (random 64-bit) instead of dense integers\n"
                "  --json      also write the results as JSON\n",
                specs.c_str());
 }
@@ -71,6 +73,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> capacities{"1%", "5%", "10%", "25%"};
   int repeat = 5;
   std::string json_path;
+  bool scramble = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value            = [&]() -> std::string {
@@ -90,6 +93,8 @@ int run(int argc, char** argv) {
       const std::string text = value();
       repeat                 = std::atoi(text.c_str());
       KVO_EXPECTS(repeat >= 1 && repeat <= 1000, "--repeat must be 1..1000, got '" + text + "'");
+    } else if (arg == "--scramble-ids") {
+      scramble = true;
     } else if (arg == "--json") {
       json_path = value();
     } else if (arg == "--help" || arg == "-h") {
@@ -106,15 +111,18 @@ int run(int argc, char** argv) {
       "is used by this tool)\n",
       version_string(),
       cpu_model().c_str());
-  const replay::Trace trace = replay::load_trace(trace_path);
-  std::printf("trace %s: %zu requests, %zu block references, %zu distinct ids\n\n",
+  replay::Trace trace = replay::load_trace(trace_path);
+  if (scramble) replay::scramble_ids(trace);
+  std::printf("trace %s%s: %zu requests, %zu block references, %zu distinct ids\n\n",
               trace_path.c_str(),
+              scramble ? " (ids scrambled to random 64-bit hashes)" : "",
               trace.requests.size(),
               trace.references,
               trace.distinct_ids);
 
   std::ostringstream json;
-  json << "{\"trace\": \"" << trace_path << "\", \"results\": [";
+  json << "{\"trace\": \"" << trace_path
+       << "\", \"scrambled_ids\": " << (scramble ? "true" : "false") << ", \"results\": [";
   bool first_json = true;
   std::printf("%-34s %9s %9s %9s %9s %9s %9s\n",
               "policy",

@@ -190,6 +190,18 @@ Trace parse_trace(std::istream& in) {
   return trace;
 }
 
+void scramble_ids(Trace& trace) {
+  for (Request& request : trace.requests) {
+    for (BlockHash& h : request.hashes) {
+      // splitmix64: an invertible mix, so distinct ids stay distinct.
+      std::uint64_t x = h + 0x9e3779b97f4a7c15ULL;
+      x               = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      x               = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+      h               = x ^ (x >> 31);
+    }
+  }
+}
+
 Trace load_trace(const std::string& path) {
   std::ifstream in{path};
   KVO_EXPECTS(in.good(), "cannot open trace file '" + path + "'");

@@ -31,6 +31,10 @@ struct Trace {
  */
 Trace parse_trace(std::istream& in);
 
+/// @brief Replace every id by a 64-bit mix of it (a bijection: reuse structure is kept), so a
+/// trace of dense integer ids exercises hash tables the way real block hashes do.
+void scramble_ids(Trace& trace);
+
 /// @brief parse_trace on a file. @throws kvoffload::logic_error if it cannot be opened.
 Trace load_trace(const std::string& path);
 

@@ -175,7 +175,7 @@ class ArcPolicy final : public EvictionPolicy {
 
   void drop_ghost(std::uint32_t ghost) {
     (ghost_list_of_[ghost] == ArcList::kB1 ? b1_ : b2_).remove(ghost);
-    ghost_index_.erase(ghost_hash_[ghost]);
+    ghost_index_.erase(ghost_hash_[ghost], ghost);
     ghost_list_of_[ghost] = ArcList::kNone;
     ghost_free_.push_back(ghost);
   }

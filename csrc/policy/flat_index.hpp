@@ -70,26 +70,24 @@ class FlatIndex {
   /// Remove `key` (its owner entry must still hold it); returns whether it was present.
   bool erase(std::uint64_t key) noexcept {
     const std::uint32_t fp = fingerprint(key);
-    std::size_t hole       = home(fp);
-    for (;; hole = next(hole)) {
-      const Bucket b = table_[hole];
+    for (std::size_t i = home(fp);; i = next(i)) {
+      const Bucket b = table_[i];
       if (b.id == kNil) return false;
-      if (b.fp == fp && key_of(b.id) == key) break;
+      if (b.fp == fp && key_of(b.id) == key) {
+        remove_at(i);
+        return true;
+      }
     }
-    // Backward shift: pull later entries of the run into the hole unless their home lies
-    // cyclically in (hole, j].
-    for (std::size_t j = next(hole); table_[j].id != kNil; j = next(j)) {
-      const std::size_t h = home(table_[j].fp);
-      const bool stays    = (hole < j) ? (hole < h && h <= j) : (hole < h || h <= j);
-      if (stays) continue;
-      table_[hole] = table_[j];
-      hole         = j;
-    }
-    table_[hole].id = kNil;
-    --size_;
-    return true;
   }
 
+  /// Remove the entry of `key` that maps to `id` (present): matches on the id, so the owner's
+  /// key is not read.
+  void erase(std::uint64_t key, std::uint32_t id) noexcept {
+    std::size_t i = home(fingerprint(key));
+    while (table_[i].id != id)
+      i = next(i);
+    remove_at(i);
+  }
   void clear() noexcept {
     for (std::size_t i = 0; i < buckets_; ++i)
       table_[i] = Bucket{0, kNil};
@@ -106,8 +104,24 @@ class FlatIndex {
   };
 
   static std::uint32_t fingerprint(std::uint64_t key) noexcept {
-    return static_cast<std::uint32_t>(mix_hash(key) >> 32);
+    // One xor-fold and one multiply (Fibonacci hashing): the high half of the product depends
+    // on every key bit, which is all the bucket choice needs.
+    return static_cast<std::uint32_t>(((key ^ (key >> 32)) * 0x9e3779b97f4a7c15ULL) >> 32);
   }
+  void remove_at(std::size_t hole) noexcept {
+    // Backward shift: pull later entries of the run into the hole unless their home lies
+    // cyclically in (hole, j].
+    for (std::size_t j = next(hole); table_[j].id != kNil; j = next(j)) {
+      const std::size_t h = home(table_[j].fp);
+      const bool stays    = (hole < j) ? (hole < h && h <= j) : (hole < h || h <= j);
+      if (stays) continue;
+      table_[hole] = table_[j];
+      hole         = j;
+    }
+    table_[hole].id = kNil;
+    --size_;
+  }
+
   [[nodiscard]] std::size_t home(std::uint32_t fp) const noexcept {
     // Lemire's multiply-shift range reduction: no power-of-two bucket count needed.
     return static_cast<std::size_t>((std::uint64_t{fp} * buckets_) >> 32);

@@ -231,7 +231,7 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
   policy_->evict(victims_, SlotView{slots_.data()});
   for (SlotId slot : victims_) {
     out.block_hashes_evicted.push_back(slots_[slot].hash);
-    index_.erase(slots_[slot].hash);
+    index_.erase(slots_[slot].hash, slot);
     release_slot(slot);
   }
   ready_ -= victims_.size();
@@ -272,7 +272,7 @@ void CoreManager::complete_store(std::span<const BlockHash> hashes, bool success
     for (SlotId slot : found_) {
       if (slots_[slot].state != SlotState::kPending) continue;  // repeated in the call
       policy_->erase(slot);
-      index_.erase(slots_[slot].hash);
+      index_.erase(slots_[slot].hash, slot);
       release_slot(slot);
       --pending_;
       ++counters_.stores_failed;
@@ -324,7 +324,7 @@ void CoreManager::clear() {
     if (m.state != SlotState::kReady || m.refs != 0) continue;
     removed.push_back(m.hash);
     policy_->erase(slot);
-    index_.erase(m.hash);
+    index_.erase(m.hash, slot);
     release_slot(slot);
   }
   ready_ -= removed.size();

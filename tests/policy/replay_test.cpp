@@ -94,6 +94,21 @@ TEST(Replay, HitsComeFromReadyBlocksAndBeladyIsAnUpperBound) {
   EXPECT_EQ(belady_hits(trace, 100), 6u);  // unbounded: every re-reference hits
 }
 
+TEST(Replay, ScrambledIdsKeepTheReuseStructure) {
+  std::istringstream in{
+      "{\"hash_ids\": [0, 1, 2]}\n{\"hash_ids\": [0, 1, 3]}\n{\"hash_ids\": [2]}\n"};
+  const Trace plain = parse_trace(in);
+  Trace scrambled   = plain;
+  scramble_ids(scrambled);
+  EXPECT_NE(scrambled.requests[0].hashes, plain.requests[0].hashes);
+  EXPECT_EQ(scrambled.requests[0].hashes[0], scrambled.requests[1].hashes[0]);
+  EXPECT_EQ(scrambled.requests[0].hashes[2], scrambled.requests[2].hashes[0]);
+  auto a = make_manager("lru", 2, 1);
+  auto b = make_manager("lru", 2, 1);
+  EXPECT_EQ(replay(plain, *a).hits, replay(scrambled, *b).hits);
+  EXPECT_EQ(belady_hits(plain, 2), belady_hits(scrambled, 2));
+}
+
 // The bundled Mooncake trace against the reference hit rates in its README: LRU within 0.001
 // (the reference counts per block reference) and Belady's MIN exactly.
 TEST(Replay, MooncakeLruAndBeladyMatchTheReference) {
