@@ -69,9 +69,12 @@ std::unique_ptr<OffloadingManager> make_lru_manager(std::size_t num_blocks,
                                                     std::size_t block_size,
                                                     bool enable_events) {
   detail::validate_num_blocks(num_blocks);
-  return std::make_unique<detail::CoreManager>(
-      detail::CoreConfig{num_blocks, block_size, Medium::kCpu, enable_events},
-      detail::make_lru_policy(num_blocks));
+  return std::make_unique<detail::CoreManager>(detail::CoreConfig{.num_blocks    = num_blocks,
+                                                                  .block_size    = block_size,
+                                                                  .medium        = Medium::kCpu,
+                                                                  .enable_events = enable_events,
+                                                                  .index_buckets_per_slot = 4},
+                                               detail::make_lru_policy(num_blocks));
 }
 
 }  // namespace kvoffload

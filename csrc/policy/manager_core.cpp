@@ -33,8 +33,9 @@ CoreManager::CoreManager(const CoreConfig& config, std::unique_ptr<EvictionPolic
     : config_{config},
       policy_{std::move(policy)},
       slots_((validate_num_blocks(config.num_blocks), config.num_blocks)),
-      index_{config.num_blocks, slots_.data(), sizeof(SlotMeta)} {
+      index_{config.num_blocks, slots_.data(), sizeof(SlotMeta), config.index_buckets_per_slot} {
   KVO_EXPECTS(policy_ != nullptr, "a policy is required");
+  KVO_EXPECTS(config.index_buckets_per_slot >= 2, "index_buckets_per_slot must be at least 2");
 }
 
 SlotId CoreManager::allocate_slot() noexcept {
