@@ -24,15 +24,15 @@ struct ReplayResult {
   double manager_seconds{0};   ///< time spent inside manager calls
   std::size_t metadata_bytes{0};
 
-  [[nodiscard]] double hit_rate() const { return references ? double(hits) / references : 0; }
+  [[nodiscard]] double hit_rate() const { return references ? double(hits) / double(references) : 0; }
   [[nodiscard]] double prefix_hit_rate() const {
-    return references ? double(prefix_hits) / references : 0;
+    return references ? double(prefix_hits) / double(references) : 0;
   }
   [[nodiscard]] double ops_per_second() const {
     return manager_seconds > 0 ? double(block_ops) / manager_seconds : 0;
   }
   [[nodiscard]] double bytes_per_slot() const {
-    return capacity ? double(metadata_bytes) / capacity : 0;
+    return capacity ? double(metadata_bytes) / double(capacity) : 0;
   }
 };
 

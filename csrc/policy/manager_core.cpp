@@ -72,7 +72,7 @@ CoreManager::Resolved CoreManager::resolve(std::span<const BlockHash> hashes) {
       return Resolved{*this, memo_hashes_.data(), memo_slots_.data()};
     }
     const std::size_t offset = memo_hashes_.size() - n;
-    if (std::equal(hashes.begin(), hashes.end(), memo_hashes_.begin() + offset)) {
+    if (std::equal(hashes.begin(), hashes.end(), memo_hashes_.data() + offset)) {
       return Resolved{*this, memo_hashes_.data() + offset, memo_slots_.data() + offset};
     }
   }

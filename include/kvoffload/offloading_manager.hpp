@@ -15,8 +15,12 @@
  *
  * ## Errors
  * A call that breaks a precondition throws `kvoffload::logic_error` naming the offending hash
- * and changes nothing. Managers are not thread-safe; wrap one in the thread-safe wrapper to
- * share it.
+ * and changes nothing. Managers are not thread-safe: call one from one thread at a time (or
+ * through a thread-safe wrapper).
+ *
+ * ## Events
+ * With events enabled, every change of the ready set is queued until `take_events()`; a caller
+ * that enables them must take them regularly (the queue is not bounded).
  *
  * ## Duplicate hashes within one call
  * - `lookup`, `touch`: duplicates are looked up / touched as often as they appear.
@@ -73,7 +77,7 @@ class OffloadingManager {
   /**
    * @brief Confirm (`success`) or abandon stores. On success every hash must be present
    * (@throws logic_error otherwise) and pending ones become ready; on failure pending ones
-   * are removed and their slots freed, ready ones stay.
+   * are removed and their slots freed, ready ones stay and absent ones are ignored.
    */
   virtual void complete_store(std::span<const BlockHash> hashes, bool success = true) = 0;
 
