@@ -4,9 +4,13 @@
  */
 #pragma once
 
+#include <kvoffload/async_manager.hpp>
+#include <kvoffload/concurrent_manager.hpp>
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
+#include <kvoffload/filter_manager.hpp>
 #include <kvoffload/offloading_manager.hpp>
 #include <kvoffload/transfer/transfer.hpp>
 #include <kvoffload/types.hpp>
 #include <kvoffload/version.hpp>
+#include <kvoffload/weighted_lru.hpp>

@@ -1,0 +1,9 @@
+# Issue 3's managers: weighted LRU, admission filter, factory (and tiered) in one executable;
+# the thread-safe and async wrappers in another, which scripts/tsan.sh also runs under
+# ThreadSanitizer (ctest -R "Concurrent|Async").
+kvoffload_add_test(manager_tests
+  weighted_lru_test.cpp
+  filter_test.cpp
+  factory_test.cpp)
+kvoffload_add_test(manager_concurrent_tests
+  concurrent_test.cpp)
