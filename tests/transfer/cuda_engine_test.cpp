@@ -1,0 +1,361 @@
+// The CUDA engine on a real device: every layout, every method, random ids and data, poisoned
+// destinations, odd and unaligned sizes, per-layer events, the caller's wait event, stores and
+// loads at the same time. Every test skips (never passes) without a CUDA device.
+#include "transfer/round_trip.hpp"
+
+#include <kvoffload/error.hpp>
+#include <kvoffload/transfer/transfer.hpp>
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace kvoffload::transfer {
+namespace {
+
+using testing::ArenaAccess;
+using testing::check_round_trip;
+using testing::LayoutCase;
+
+#define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+const ArenaAccess kDeviceAccess{
+    [](std::byte* arena, const std::byte* from, std::size_t n) {
+      ASSERT_EQ(cudaMemcpy(arena, from, n, cudaMemcpyHostToDevice), cudaSuccess);
+    },
+    [](std::byte* to, const std::byte* arena, std::size_t n) {
+      ASSERT_EQ(cudaMemcpy(to, arena, n, cudaMemcpyDeviceToHost), cudaSuccess);
+    }};
+
+struct DeviceArena {
+  std::byte* data{nullptr};
+  explicit DeviceArena(std::size_t bytes) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) == cudaSuccess) data = static_cast<std::byte*>(p);
+  }
+  ~DeviceArena() { cudaFree(data); }
+  DeviceArena(const DeviceArena&)            = delete;
+  DeviceArena& operator=(const DeviceArena&) = delete;
+};
+
+class CudaEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!cuda_device_available(&why)) GTEST_SKIP() << why;
+  }
+};
+
+struct DeviceSetup {
+  LayoutCase layout_case;
+  DeviceArena arena;
+  PinnedHostPool pool;
+  HostSlots slots;
+  std::unique_ptr<TransferEngine> engine;
+
+  DeviceSetup(const LayoutCase& c,
+              std::size_t k,
+              std::size_t num_slots,
+              std::size_t padding,
+              const TransferEngineOptions& options = {})
+      : layout_case{c},
+        arena{c.arena_bytes},
+        pool{{.bytes = (KvLayout{c.build(reinterpret_cast<std::byte*>(64)), c.num_blocks, k}
+                            .host_slot_bytes() +
+                        padding) *
+                       num_slots,
+              .threads = 4}} {
+    const KvLayout layout{c.build(arena.data), c.num_blocks, k};
+    slots  = {pool.data(), layout.host_slot_bytes() + padding, num_slots};
+    engine = make_transfer_engine(layout, slots, options);
+  }
+};
+
+class CudaRoundTrip : public CudaEngineTest, public ::testing::WithParamInterface<Method> {};
+
+TEST_P(CudaRoundTrip, EveryLayoutEveryPageSizeExact) {
+  const Method method = GetParam();
+  std::uint64_t seed  = 1;
+  // 7 and 1000: odd sizes (bytewise and 8-byte paths); 656: SGLang's item; 4096 + 16 KiB: usual.
+  for (std::size_t page : {7, 656, 1000, 4096, 16384}) {
+    for (const LayoutCase& c : testing::layout_cases(3, page, 40)) {
+      for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
+        SCOPED_TRACE(c.name + " page " + std::to_string(page) + " k " + std::to_string(k) +
+                     " method " + to_string(method));
+        DeviceSetup s{c, k, 24, k == 1 ? 0U : 24U, {.staging_piece_bytes = 3 * page}};
+        ASSERT_NE(s.arena.data, nullptr);
+        ASSERT_FALSE(s.engine->is_host_fallback()) << s.engine->description();
+        check_round_trip(*s.engine,
+                         s.arena.data,
+                         c.arena_bytes,
+                         kDeviceAccess,
+                         s.pool.data(),
+                         s.slots,
+                         40 / k / 2,
+                         method,
+                         ++seed);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods,
+                         CudaRoundTrip,
+                         ::testing::Values(Method::kKernel,
+                                           Method::kStaged,
+                                           Method::kBatchMemcpy,
+                                           Method::kPerChunkMemcpy,
+                                           Method::kAuto),
+                         [](const auto& info) {
+                           std::string name = to_string(info.param);
+                           return name == "per-chunk" ? std::string{"per_chunk"} : name;
+                         });
+
+// The workload shape: 64 random blocks x 32 layers x 16 KiB, K and V per layer.
+TEST_F(CudaEngineTest, ScatteredBlocksTargetShapeAllMethods) {
+  const LayoutCase c = testing::layout_cases(32, 16384, 96)[0];
+  DeviceSetup s{c, 1, 80, 0};
+  ASSERT_NE(s.arena.data, nullptr);
+  std::uint64_t seed = 100;
+  for (Method m : {Method::kKernel, Method::kStaged, Method::kBatchMemcpy}) {
+    SCOPED_TRACE(to_string(m));
+    check_round_trip(*s.engine,
+                     s.arena.data,
+                     c.arena_bytes,
+                     kDeviceAccess,
+                     s.pool.data(),
+                     s.slots,
+                     64,
+                     m,
+                     ++seed);
+  }
+}
+
+TEST_F(CudaEngineTest, SmallBudgetAndFullBudgetAgree) {
+  const LayoutCase c = testing::layout_cases(4, 4096, 64)[2];
+  DeviceSetup s{c, 1, 64, 0};
+  for (int budget : {1, 4, 132}) {
+    SCOPED_TRACE(budget);
+    TransferEngine& e = *s.engine;
+    std::vector<std::byte> mirror(c.arena_bytes);
+    for (std::size_t i = 0; i < mirror.size(); ++i)
+      mirror[i] = static_cast<std::byte>(i * 7 + budget);
+    kDeviceAccess.upload(s.arena.data, mirror.data(), mirror.size());
+    std::vector<BlockId> blocks(48);
+    for (std::size_t i = 0; i < blocks.size(); ++i)
+      blocks[i] = static_cast<BlockId>(63 - i);
+    std::vector<BlockId> slots(48);
+    for (std::size_t i = 0; i < slots.size(); ++i)
+      slots[i] = static_cast<BlockId>(i);
+    const JobStatus st = e.wait(e.submit({.direction  = Direction::kStore,
+                                          .gpu_blocks = blocks,
+                                          .host_slots = slots,
+                                          .method     = Method::kKernel,
+                                          .sm_budget  = budget}));
+    ASSERT_EQ(st.state, JobState::kDone) << st.error;
+    const KvLayout& layout = e.layout();
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      testing::expect_block_image(layout,
+                                  mirror,
+                                  s.arena.data,
+                                  blocks[i],
+                                  s.pool.data() + i * s.slots.slot_bytes,
+                                  "budget");
+    }
+  }
+}
+
+TEST_F(CudaEngineTest, PerLayerEventsOfLoads) {
+  const LayoutCase c = testing::layout_cases(6, 4096, 32)[0];
+  for (Method m :
+       {Method::kKernel, Method::kStaged, Method::kBatchMemcpy, Method::kPerChunkMemcpy}) {
+    SCOPED_TRACE(to_string(m));
+    DeviceSetup s{c, 1, 32, 0, {.staging_piece_bytes = 4 * 6 * 2 * 4096}};
+    TransferEngine& e = *s.engine;
+    std::vector<std::byte> host_bytes(s.slots.slot_bytes * 16);
+    for (std::size_t i = 0; i < host_bytes.size(); ++i)
+      host_bytes[i] = static_cast<std::byte>(i % 251);
+    std::memcpy(s.pool.data(), host_bytes.data(), host_bytes.size());
+    std::vector<BlockId> blocks;
+    std::vector<BlockId> slots;
+    for (BlockId i = 0; i < 16; ++i) {
+      blocks.push_back(31 - 2 * i);
+      slots.push_back(i);
+    }
+    const JobId id    = e.submit({.direction        = Direction::kLoad,
+                                  .gpu_blocks       = blocks,
+                                  .host_slots       = slots,
+                                  .method           = m,
+                                  .per_layer_events = true});
+    const auto events = e.completion_events(id);
+    ASSERT_EQ(events.size(), 6U);
+    const KvLayout& layout = e.layout();
+    for (std::size_t l = 0; l < events.size(); ++l) {
+      CUDA_OK(cudaEventSynchronize(events[l]));
+      // Layer l is complete now, whatever later layers are doing.
+      for (std::size_t t = layout.layer_first_tensor(l); t < layout.layer_first_tensor(l + 1);
+           ++t) {
+        for (std::size_t i = 0; i < blocks.size(); ++i) {
+          std::vector<std::byte> got(4096);
+          CUDA_OK(
+              cudaMemcpy(got.data(), layout.gpu_chunk(t, blocks[i]), 4096, cudaMemcpyDeviceToHost));
+          ASSERT_EQ(
+              0,
+              std::memcmp(got.data(),
+                          host_bytes.data() + i * s.slots.slot_bytes + layout.tensor_offset(t),
+                          4096))
+              << "layer " << l << " tensor " << t << " block " << blocks[i];
+        }
+      }
+    }
+    EXPECT_EQ(e.wait(id).state, JobState::kDone);
+  }
+}
+
+// A store must not read the GPU blocks before the caller's event: the caller's stream first
+// sleeps on the host, then writes the blocks, then records the event.
+TEST_F(CudaEngineTest, StoreWaitsForTheCallersEvent) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  for (Method m :
+       {Method::kKernel, Method::kStaged, Method::kBatchMemcpy, Method::kPerChunkMemcpy}) {
+    SCOPED_TRACE(to_string(m));
+    DeviceSetup s{c, 1, 16, 0};
+    cudaStream_t compute = nullptr;
+    cudaEvent_t written  = nullptr;
+    CUDA_OK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    CUDA_OK(cudaEventCreateWithFlags(&written, cudaEventDisableTiming));
+    CUDA_OK(cudaMemset(s.arena.data, 0x11, c.arena_bytes));
+    CUDA_OK(cudaLaunchHostFunc(
+        compute,
+        [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); },
+        nullptr));
+    CUDA_OK(cudaMemsetAsync(s.arena.data, 0x77, c.arena_bytes, compute));
+    CUDA_OK(cudaEventRecord(written, compute));
+    const JobStatus st = s.engine->wait(s.engine->submit({.direction  = Direction::kStore,
+                                                          .gpu_blocks = {3, 5},
+                                                          .host_slots = {0, 1},
+                                                          .method     = m,
+                                                          .wait_event = written}));
+    ASSERT_EQ(st.state, JobState::kDone) << st.error;
+    for (std::size_t b = 0; b < 2 * s.slots.slot_bytes; ++b) {
+      ASSERT_EQ(s.pool.data()[b], std::byte{0x77}) << "byte " << b << " read before the event";
+    }
+    CUDA_OK(cudaStreamSynchronize(compute));
+    CUDA_OK(cudaEventDestroy(written));
+    CUDA_OK(cudaStreamDestroy(compute));
+  }
+}
+
+// Stores of one half of the blocks and loads into the other half, in flight together.
+TEST_F(CudaEngineTest, StoresAndLoadsAtTheSameTime) {
+  const LayoutCase c = testing::layout_cases(4, 8192, 128)[0];
+  for (Method m : {Method::kKernel, Method::kStaged, Method::kBatchMemcpy}) {
+    SCOPED_TRACE(to_string(m));
+    DeviceSetup s{c, 1, 128, 0, {.staging_piece_bytes = 1 << 20}};
+    TransferEngine& e      = *s.engine;
+    const KvLayout& layout = e.layout();
+    std::vector<std::byte> mirror(c.arena_bytes);
+    for (std::size_t i = 0; i < mirror.size(); ++i)
+      mirror[i] = static_cast<std::byte>((i * 13) >> 3);
+    kDeviceAccess.upload(s.arena.data, mirror.data(), mirror.size());
+    std::vector<std::byte> host_src(s.slots.slot_bytes * 64);
+    for (std::size_t i = 0; i < host_src.size(); ++i)
+      host_src[i] = static_cast<std::byte>(i % 241);
+    std::memcpy(s.pool.data() + 64 * s.slots.slot_bytes, host_src.data(), host_src.size());
+    std::vector<JobId> jobs;
+    for (BlockId r = 0; r < 8; ++r) {
+      std::vector<BlockId> store_blocks, store_slots, load_blocks, load_slots;
+      for (BlockId i = 0; i < 8; ++i) {
+        store_blocks.push_back(r * 8 + i);  // blocks 0..63 -> slots 0..63
+        store_slots.push_back(63 - (r * 8 + i));
+        load_blocks.push_back(64 + r * 8 + i);  // slots 64..127 -> blocks 64..127
+        load_slots.push_back(127 - (r * 8 + i));
+      }
+      jobs.push_back(e.submit({.direction  = Direction::kStore,
+                               .gpu_blocks = store_blocks,
+                               .host_slots = store_slots,
+                               .method     = m}));
+      jobs.push_back(e.submit({.direction  = Direction::kLoad,
+                               .gpu_blocks = load_blocks,
+                               .host_slots = load_slots,
+                               .method     = m}));
+    }
+    for (JobId id : jobs)
+      ASSERT_EQ(e.wait(id).state, JobState::kDone);
+    for (BlockId b = 0; b < 64; ++b) {
+      testing::expect_block_image(
+          layout,
+          mirror,
+          s.arena.data,
+          b,
+          s.pool.data() + static_cast<std::size_t>(63 - b) * s.slots.slot_bytes,
+          "concurrent store");
+    }
+    std::vector<std::byte> after(c.arena_bytes);
+    kDeviceAccess.download(after.data(), s.arena.data, after.size());
+    for (BlockId b = 64; b < 128; ++b) {
+      testing::expect_block_image(
+          layout,
+          after,
+          s.arena.data,
+          b,
+          host_src.data() + static_cast<std::size_t>(127 - b) * s.slots.slot_bytes,
+          "concurrent load");
+    }
+  }
+}
+
+TEST_F(CudaEngineTest, PollsWithoutBlockingAndRetires) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  DeviceSetup s{c, 1, 16, 0};
+  TransferEngine& e = *s.engine;
+  const JobId id = e.submit({.direction = Direction::kStore, .gpu_blocks = {1}, .host_slots = {2}});
+  ASSERT_EQ(e.completion_events(id).size(), 1U);
+  JobStatus st = e.poll(id);
+  while (st.state == JobState::kPending)
+    st = e.poll(id);
+  EXPECT_EQ(st.state, JobState::kDone);
+  EXPECT_EQ(st.method, Method::kKernel);
+  EXPECT_THROW(e.poll(id), logic_error);
+  EXPECT_NE(e.description().find("CUDA engine on"), std::string::npos) << e.description();
+}
+
+TEST_F(CudaEngineTest, RejectsPageableHostSlots) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  DeviceArena arena{c.arena_bytes};
+  std::vector<std::byte> pageable(16 * 2 * 4096);
+  const KvLayout layout{c.build(arena.data), c.num_blocks};
+  EXPECT_THROW(make_transfer_engine(layout, {pageable.data(), 2 * 4096, 16}), logic_error);
+  // "GPU" tensors in host memory are rejected too.
+  PinnedHostPool pool{{.bytes = 16 * 2 * 4096}};
+  const KvLayout host_layout{c.build(pageable.data()), c.num_blocks};
+  EXPECT_THROW(make_transfer_engine(host_layout, {pool.data(), 2 * 4096, 16}), logic_error);
+}
+
+TEST_F(CudaEngineTest, PinnedHostPoolRegistersInChunks) {
+  PinnedHostPool pool{
+      {.bytes = 40 << 20, .threads = 4, .register_chunk_bytes = 8 << 20, .align_bytes = 656 * 64}};
+  ASSERT_TRUE(pool.registered());
+  cudaPointerAttributes a{};
+  CUDA_OK(cudaPointerGetAttributes(&a, pool.data() + pool.size() - 1));
+  EXPECT_EQ(a.type, cudaMemoryTypeHost);
+  // One DMA over the whole pool, across the registration chunks.
+  void* device = nullptr;
+  CUDA_OK(cudaMalloc(&device, pool.size()));
+  std::memset(pool.data(), 0x3C, pool.size());
+  CUDA_OK(cudaMemcpy(device, pool.data(), pool.size(), cudaMemcpyHostToDevice));
+  std::memset(pool.data(), 0, pool.size());
+  CUDA_OK(cudaMemcpy(pool.data(), device, pool.size(), cudaMemcpyDeviceToHost));
+  EXPECT_EQ(pool.data()[pool.size() / 2], std::byte{0x3C});
+  CUDA_OK(cudaFree(device));
+}
+
+}  // namespace
+}  // namespace kvoffload::transfer
