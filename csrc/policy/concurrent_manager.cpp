@@ -64,20 +64,55 @@ std::size_t ConcurrentManager::shard_of(BlockHash hash) const noexcept {
   return static_cast<std::size_t>((mixed * shards_.size()) >> 32);
 }
 
-ConcurrentManager::Split ConcurrentManager::split(std::span<const BlockHash> hashes) const {
-  Split s;
-  s.hashes.resize(shards_.size());
-  s.position.resize(shards_.size());
+void ConcurrentManager::split(std::span<const BlockHash> hashes, Split& s) const {
+  const std::size_t n = shards_.size();
+  if (s.hashes.size() < n) {
+    s.hashes.resize(n);
+    s.position.resize(n);
+  }
+  for (std::size_t shard : s.used) {
+    s.hashes[shard].clear();
+    s.position[shard].clear();
+  }
+  s.used.clear();
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     const std::size_t shard = shard_of(hashes[i]);
+    if (s.hashes[shard].empty()) s.used.push_back(shard);
     s.hashes[shard].push_back(hashes[i]);
     s.position[shard].push_back(i);
   }
-  for (std::size_t shard = 0; shard < shards_.size(); ++shard) {
-    if (!s.hashes[shard].empty()) s.used.push_back(shard);
-  }
-  return s;
+  std::sort(s.used.begin(), s.used.end());  // ascending: the lock order
 }
+
+/// The split of one call. It borrows a per-thread scratch whose groups keep their capacity (a
+/// warm thread does not allocate); a nested call (a shard that is itself a wrapper) gets its own.
+class ConcurrentManager::SplitScope {
+ public:
+  SplitScope(const ConcurrentManager& manager, std::span<const BlockHash> hashes) {
+    thread_local Split cached;
+    thread_local bool busy = false;
+    if (!busy) {
+      busy       = true;
+      busy_flag_ = &busy;
+      split_     = &cached;
+    } else {
+      own_   = std::make_unique<Split>();
+      split_ = own_.get();
+    }
+    manager.split(hashes, *split_);
+  }
+  ~SplitScope() {
+    if (busy_flag_ != nullptr) *busy_flag_ = false;
+  }
+  SplitScope(const SplitScope&)            = delete;
+  SplitScope& operator=(const SplitScope&) = delete;
+  const Split& operator*() const noexcept { return *split_; }
+
+ private:
+  Split* split_{nullptr};
+  bool* busy_flag_{nullptr};
+  std::unique_ptr<Split> own_;
+};
 
 std::optional<std::size_t> ConcurrentManager::lookup(std::span<const BlockHash> hashes) {
   if (shards_.size() == 1) {
@@ -86,7 +121,8 @@ std::optional<std::size_t> ConcurrentManager::lookup(std::span<const BlockHash> 
   }
   // Each shard answers the ready prefix of its own (ordered) hashes; the first hash of the
   // input that is past its shard's prefix ends the whole prefix.
-  const Split s      = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s     = *scope;
   std::size_t prefix = hashes.size();
   for (std::size_t shard : s.used) {
     std::optional<std::size_t> ready;
@@ -108,7 +144,8 @@ LoadStoreSpec ConcurrentManager::prepare_load(std::span<const BlockHash> hashes)
     std::lock_guard lock{shards_[0]->mutex};
     return shards_[0]->manager->prepare_load(hashes);
   }
-  const Split s = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s = *scope;
   LoadStoreSpec spec;
   spec.block_ids.resize(hashes.size());
   for (std::size_t k = 0; k < s.used.size(); ++k) {
@@ -143,7 +180,8 @@ void ConcurrentManager::touch(std::span<const BlockHash> hashes) {
     shards_[0]->manager->touch(hashes);
     return;
   }
-  const Split s = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s = *scope;
   for (std::size_t shard : s.used) {
     std::lock_guard lock{shards_[shard]->mutex};
     shards_[shard]->manager->touch(s.hashes[shard]);
@@ -156,7 +194,8 @@ void ConcurrentManager::complete_load(std::span<const BlockHash> hashes) {
     shards_[0]->manager->complete_load(hashes);
     return;
   }
-  const Split s = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s = *scope;
   for (std::size_t k = 0; k < s.used.size(); ++k) {
     const std::size_t shard = s.used[k];
     try {
@@ -180,7 +219,8 @@ std::optional<PrepareStoreOutput> ConcurrentManager::prepare_store(
     std::lock_guard lock{shards_[0]->mutex};
     return shards_[0]->manager->prepare_store(hashes);
   }
-  const Split s = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s = *scope;
   // Hold every named shard (ascending order: no deadlock) so the call is atomic.
   std::vector<std::unique_lock<std::mutex>> locks;
   locks.reserve(s.used.size());
@@ -234,7 +274,8 @@ void ConcurrentManager::complete_store(std::span<const BlockHash> hashes, bool s
     shards_[0]->manager->complete_store(hashes, success);
     return;
   }
-  const Split s = split(hashes);
+  const SplitScope scope{*this, hashes};
+  const Split& s = *scope;
   for (std::size_t shard : s.used) {
     std::lock_guard lock{shards_[shard]->mutex};
     shards_[shard]->manager->complete_store(s.hashes[shard], success);

@@ -207,7 +207,12 @@ std::unique_ptr<OffloadingManager> make_weighted_lru_manager(std::size_t num_blo
                                                              bool enable_events) {
   detail::validate_num_blocks(num_blocks);
   return std::make_unique<detail::CoreManager>(
-      detail::CoreConfig{num_blocks, block_size, Medium::kCpu, enable_events},
+      // The faster 4-bucket index fits: 16 (slot) + 32 (index) + 13 (policy) = 61 B per slot.
+      detail::CoreConfig{.num_blocks             = num_blocks,
+                         .block_size             = block_size,
+                         .medium                 = Medium::kCpu,
+                         .enable_events          = enable_events,
+                         .index_buckets_per_slot = 4},
       detail::make_weighted_lru_policy(num_blocks, config.frequency_weight));
 }
 

@@ -94,7 +94,8 @@ class ConcurrentManager final : public OffloadingManager {
   };
   struct Split;
   Shard& single_shard();
-  Split split(std::span<const BlockHash> hashes) const;
+  class SplitScope;
+  void split(std::span<const BlockHash> hashes, Split& out) const;
 
   std::vector<std::unique_ptr<Shard>> shards_;
   // Lookup counters of the sharded mode (the shards' own count per shard call).
