@@ -99,7 +99,7 @@ TEST(HostEngine, JobApiReportsOnceThenRetires) {
   EXPECT_EQ(auto_status.method, Method::kKernel);
 }
 
-TEST(HostEngine, ManyConcurrentJobsBothDirections) {
+TEST(HostEngine, ManyJobsInFlightBothDirections) {
   HostSetup s{testing::layout_cases(4, 256, 64)[0], 1, 64, 0};
   std::vector<JobId> ids;
   for (BlockId i = 0; i < 32; ++i) {

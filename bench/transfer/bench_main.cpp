@@ -1,0 +1,132 @@
+// kvoffload-bench transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]
+// One table of the transfer engine's figures, each next to the ceiling measured in the same
+// run. Without a CUDA device (or with --cpu) it runs the host engine and says so.
+#include "report.hpp"
+
+#include <kvoffload/transfer/transfer.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+namespace {
+
+using kvoffload::bench::Report;
+using kvoffload::bench::Row;
+
+std::string escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void write_json(const Report& report, const std::string& path) {
+  std::ofstream out{path};
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  out << "{\n  \"date\": \"" << date << "\",\n  \"device\": \"" << escape(report.device)
+      << "\",\n  \"host_fallback\": " << (report.host_fallback ? "true" : "false")
+      << ",\n  \"rows\": [\n";
+  for (std::size_t i = 0; i < report.rows.size(); ++i) {
+    const Row& r = report.rows[i];
+    out << "    {\"section\": \"" << r.section << "\", \"method\": \"" << r.method
+        << "\", \"direction\": \"" << r.direction << "\", \"chunk_bytes\": " << r.chunk_bytes
+        << ", \"blocks\": " << r.blocks << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit
+        << "\", \"ratio\": " << r.ratio << ", \"note\": \"" << escape(r.note) << "\"}"
+        << (i + 1 < report.rows.size() ? ",\n" : "\n");
+  }
+  out << "  ]\n}\n";
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+void print(const Report& report) {
+  std::printf("kvoffload-bench transfer on: %s\n", report.device.c_str());
+  if (report.host_fallback) {
+    std::printf(
+        "NOTE: no CUDA device used: these are host-engine (memcpy) figures, not GPU "
+        "figures.\n");
+  }
+  std::string section;
+  for (const Row& r : report.rows) {
+    if (r.section != section) {
+      section = r.section;
+      std::printf("\n== %s\n%-12s %-6s %10s %7s %12s %8s  %s\n",
+                  section.c_str(),
+                  "method",
+                  "dir",
+                  "chunk",
+                  "blocks",
+                  "value",
+                  "ratio",
+                  "note");
+    }
+    char ratio[16] = "-";
+    if (r.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.3f", r.ratio);
+    std::printf("%-12s %-6s %10zu %7zu %8.2f %-4s %7s  %s\n",
+                r.method.c_str(),
+                r.direction.c_str(),
+                r.chunk_bytes,
+                r.blocks,
+                r.value,
+                r.unit.c_str(),
+                ratio,
+                r.note.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string{argv[1]} != "transfer") {
+    std::fprintf(stderr,
+                 "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n",
+                 argv[0]);
+    return 2;
+  }
+  kvoffload::bench::Options options;
+  std::string json;
+  bool cpu = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json" && i + 1 < argc) {
+      json = argv[++i];
+    } else if (arg == "--quick") {
+      options.quick = true;
+    } else if (arg == "--pin-gib" && i + 1 < argc) {
+      options.pin_gib = std::atof(argv[++i]);
+    } else if (arg == "--device" && i + 1 < argc) {
+      options.device = std::atoi(argv[++i]);
+    } else if (arg == "--cpu") {
+      cpu                = true;
+      options.force_host = true;
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  try {
+    std::string why;
+    const bool gpu = !cpu && kvoffload::transfer::cuda_device_available(&why);
+    if (!gpu)
+      std::printf("kvoffload-bench: %s: running the host engine\n", cpu ? "--cpu" : why.c_str());
+    Report report =
+        gpu ? kvoffload::bench::run_gpu_bench(options) : kvoffload::bench::run_host_bench(options);
+    if (!gpu) report.device = (cpu ? std::string{"--cpu"} : why) + "; " + report.device;
+    print(report);
+    if (!json.empty()) {
+      write_json(report, json);
+      std::printf("\nwrote %s\n", json.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvoffload-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

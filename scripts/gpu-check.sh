@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh OUTDIR: the transfer engine's checks on a GPU machine (the H100), in one
+# call. Builds (sm_90), runs the transfer tests (failing if the GPU tests skip), the GPU tests
+# under compute-sanitizer memcheck and racecheck, and `kvoffload-bench transfer --json`;
+# writes every log to OUTDIR and prints a short summary table last. Budget: about 5 minutes on
+# 16 cores (build ~1.5, tests ~0.5, sanitizers ~1.5, benchmark ~1.5).
+set -uo pipefail
+OUT="${1:?usage: scripts/gpu-check.sh OUTDIR}"
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+[ -f scripts/env.sh ] && source scripts/env.sh
+JOBS="${JOBS:-16}"
+BUILD=build-gpu
+status=0
+step() { echo "== $1"; }
+
+step "environment" | tee "$OUT/env.log"
+{ date -u +%Y-%m-%dT%H:%M:%SZ; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader;
+  nvcc --version | tail -1; cmake --version | head -1; git rev-parse --short HEAD; } >> "$OUT/env.log" 2>&1
+cat "$OUT/env.log"
+
+step "configure + build ($BUILD, sm_90, -j$JOBS)"
+if ! { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+         -DKVOFFLOAD_BUILD_TESTS=ON -DKVOFFLOAD_BUILD_BENCH=ON &&
+       cmake --build "$BUILD" -j"$JOBS" --target transfer_tests transfer_gpu_tests kvoffload-bench; } \
+     > "$OUT/build.log" 2>&1; then
+  tail -30 "$OUT/build.log"; echo "build failed: see $OUT/build.log"; exit 1
+fi
+
+step "tests (ctest -R transfer)"
+ctest --test-dir "$BUILD" --output-on-failure -j4 -R 'transfer_|CudaEngine|CudaRoundTrip|HostEngine|HostRoundTrip|KvLayout|ChooseMethod|PinnedHostPool' \
+  > "$OUT/ctest.log" 2>&1 || status=1
+tail -3 "$OUT/ctest.log"
+# The GPU suite must run here, never skip.
+"$BUILD/tests/transfer/transfer_gpu_tests" --gtest_brief=1 > "$OUT/gpu_tests.log" 2>&1 || status=1
+if grep -q "SKIPPED" "$OUT/gpu_tests.log"; then
+  echo "GPU tests were skipped on a GPU machine: failing"; status=1
+fi
+tail -3 "$OUT/gpu_tests.log"
+
+SHORT='Methods/CudaRoundTrip.*/kernel:Methods/CudaRoundTrip.*/staged:CudaEngineTest.PerLayerEventsOfLoads:CudaEngineTest.StoresAndLoadsAtTheSameTime'
+for tool in memcheck racecheck; do
+  step "compute-sanitizer --tool $tool"
+  filter="$SHORT"
+  [ "$tool" = racecheck ] && filter='Methods/CudaRoundTrip.*/kernel:CudaEngineTest.PerLayerEventsOfLoads'
+  timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+    "$BUILD/tests/transfer/transfer_gpu_tests" --gtest_filter="$filter" --gtest_brief=1 \
+    > "$OUT/sanitizer-$tool.log" 2>&1
+  rc=$?
+  echo "$tool exit $rc" >> "$OUT/sanitizer-$tool.log"
+  [ $rc -ne 0 ] && status=1
+  tail -2 "$OUT/sanitizer-$tool.log"
+done
+
+step "kvoffload-bench transfer"
+timeout 300 "$BUILD/bench/transfer/kvoffload-bench" transfer --json "$OUT/transfer.json" \
+  > "$OUT/bench.log" 2>&1 || status=1
+if python3 -c 'import matplotlib' 2>/dev/null && [ -f "$OUT/transfer.json" ]; then
+  python3 bench/plot_transfer.py "$OUT/transfer.json" "$OUT/transfer.png" >> "$OUT/bench.log" 2>&1
+fi
+
+step "summary (targets from issue 4; ratios are to the ceiling measured in the same run)"
+python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+import json, os, re, sys
+out = sys.argv[1]
+def log(name):
+    p = os.path.join(out, name)
+    return open(p).read() if os.path.exists(p) else ""
+gt = log("gpu_tests.log")
+passed = re.findall(r"\[  PASSED  \] (\d+) test", gt)
+failed = re.findall(r"(\d+) FAILED TEST", gt)
+print(f"{'check':58} {'result':>22}  target")
+print(f"{'GPU tests passed / failed / skipped':58} {(passed or ['0'])[0]:>10} / {(failed or ['0'])[0]} / {'yes' if 'SKIPPED' in gt else '0':>3}   all pass")
+for tool in ("memcheck", "racecheck"):
+    s = log(f"sanitizer-{tool}.log")
+    m = re.search(r"ERROR SUMMARY: (\d+) error", s)
+    print(f"{'compute-sanitizer ' + tool + ' errors':58} {m.group(1) if m else 'n/a':>22}  0")
+try:
+    rep = json.load(open(os.path.join(out, "transfer.json")))
+except Exception as e:
+    print("no benchmark JSON:", e); sys.exit(0)
+rows = rep["rows"]
+print("device:", rep["device"], "(HOST ENGINE, NOT GPU)" if rep["host_fallback"] else "")
+def best(section, direction, chunks, methods=None):
+    r = [x for x in rows if x["section"] == section and x["direction"] == direction
+         and x["chunk_bytes"] in chunks and x["method"] != "ceiling" and (methods is None or x["method"] in methods)]
+    by = {}
+    for x in r: by.setdefault(x["method"], []).append(x["ratio"])
+    return max(((min(v), k) for k, v in by.items()), default=(0, "-"))
+mid = (4096, 16384, 65536, 262144)
+for d, tgt in (("store", 0.97), ("load", 0.95)):
+    ratio, m = best("bandwidth", d, mid)
+    print(f"{'scattered 4-256 KiB ' + d + ', best method (worst chunk)':58} {ratio:>15.3f} {m:>6}  >= {tgt}")
+    ratio, m = best("bandwidth", d, (656, 1000))
+    print(f"{'unaligned 656/1000 B ' + d + ', best method (worst chunk)':58} {ratio:>15.3f} {m:>6}  >= 0.5")
+for d in ("store", "load"):
+    r = [x for x in rows if x["section"] == "sm_budget" and x["direction"] == d and x["note"].startswith("4 ")]
+    print(f"{'kernel with SM budget 4, ' + d:58} {(r[0]['ratio'] if r else 0):>22.3f}  >= 0.90")
+lat = [x for x in rows if x["section"] == "latency" and x["blocks"] == 1]
+if lat:
+    x = min(lat, key=lambda x: x["value"])
+    print(f"{'1 block x 32 x 16 KiB submit->done, best':58} {x['value']:>12.1f} us {x['method']:>6}  <= 10 us")
+bi = [x for x in rows if x["section"] == "bidirectional" and x["method"] != "ceiling"]
+if bi:
+    x = max(bi, key=lambda x: x["value"])
+    print(f"{'store + load at once, best total':58} {x['value']:>9.1f} GB/s {x['method']:>6}  >= 85 GB/s")
+for x in rows:
+    if x["section"] == "interference" and x["method"] not in ("none", "-"):
+        print(f"{'slowdown ' + x['note'].split(';')[0] + ', ' + x['method']:58} {x['value']:>20.1f} %  <= 2% (at >= 95% BW)")
+for x in rows:
+    if x["section"] == "pinning":
+        print(f"{'pinning ' + str(round(x['chunk_bytes'] / 2**30)) + ' GiB, ' + x['method']:58} {x['value']:>20.2f} s  pool <= 1 s")
+PY
+echo "logs in $OUT; overall status $status"
+exit $status
