@@ -3,6 +3,7 @@
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 #include <kvoffload/filter_manager.hpp>
+#include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/weighted_lru.hpp>
 
 #include <charconv>
@@ -67,6 +68,68 @@ bool weighted_option(ManagerConfig& config, std::string_view key, std::string_vi
   return true;
 }
 
+TierSize parse_tier_size(std::string_view key, std::string_view value) {
+  // "0.25" is a fraction of all blocks, "1000" a count.
+  if (value.find('.') != std::string_view::npos) {
+    const double fraction = parse_double(key, value);
+    if (!(fraction > 0.0 && fraction < 1.0)) {
+      throw BadOption{cat("option '", key, "' as a fraction must be in (0, 1), got '", value, "'")};
+    }
+    return TierSize{.fraction = fraction};
+  }
+  const std::size_t blocks = parse_count(key, value);
+  if (blocks == 0) throw BadOption{cat("option '", key, "' needs at least 1 block, got '0'")};
+  return TierSize{.blocks = blocks};
+}
+
+Medium parse_medium(std::string_view key, std::string_view value) {
+  if (value == "gpu") return Medium::kGpu;
+  if (value == "cpu") return Medium::kCpu;
+  if (value == "disk") return Medium::kDisk;
+  throw BadOption{cat("option '", key, "' needs gpu, cpu or disk, got '", value, "'")};
+}
+
+bool parse_flag(std::string_view key, std::string_view value) {
+  if (value == "1" || value == "true") return true;
+  if (value == "0" || value == "false") return false;
+  throw BadOption{cat("option '", key, "' needs 0 or 1, got '", value, "'")};
+}
+
+bool tiered_option(ManagerConfig& config, std::string_view key, std::string_view value) {
+  TieredOptions& t = config.tiered;
+  if (key == "hot") {
+    t.hot = parse_tier_size(key, value);
+  } else if (key == "warm") {
+    t.warm = parse_tier_size(key, value);
+  } else if (key == "cold") {
+    if (value != "0") {
+      throw BadOption{
+          cat("the cold tier takes the blocks hot and warm leave; only 'cold=0' (no "
+              "cold tier) is accepted, got '",
+              value,
+              "'")};
+    }
+    t.cold = false;
+  } else if (key == "hot_medium") {
+    t.hot_medium = parse_medium(key, value);
+  } else if (key == "warm_medium") {
+    t.warm_medium = parse_medium(key, value);
+  } else if (key == "cold_medium") {
+    t.cold_medium = parse_medium(key, value);
+  } else if (key == "promote") {
+    const std::size_t promote = parse_count(key, value);
+    if (promote > 255) throw BadOption{cat("option 'promote' must be 0..255, got '", value, "'")};
+    t.promote_after = static_cast<std::uint32_t>(promote);
+  } else if (key == "lookahead") {
+    t.lookahead = parse_count(key, value);
+  } else if (key == "instant") {
+    t.instant_transfers = parse_flag(key, value);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // Register a new policy here (e.g. the research policy, as "adaptive"): a name, its options,
 // an option setter (a config struct of its own goes into ManagerConfig) and a builder.
 constexpr PolicyEntry kPolicies[] = {
@@ -87,6 +150,16 @@ constexpr PolicyEntry kPolicies[] = {
      &weighted_option,
      [](const ManagerConfig& c, std::size_t n) {
        return make_weighted_lru_manager(n, c.block_size, c.weighted, c.enable_events);
+     }},
+    {"tiered",
+     "hot=S (default 0.2), warm=S (default 0.3), cold=0 (no cold tier; else cold takes the "
+     "rest), hot_medium=gpu|cpu|disk (gpu), warm_medium (cpu), cold_medium (disk), promote=N "
+     "(touches, default 2; 0 = never), lookahead=N (prefetch plans per call, default 32), "
+     "instant=0|1 (confirm transfers itself, default 0); S = a fraction (0.25) or a count (1000)",
+     &tiered_option,
+     [](const ManagerConfig& c, std::size_t n) -> std::unique_ptr<OffloadingManager> {
+       return std::make_unique<TieredOffloadingManager>(
+           resolve_tiers(c.tiered, n, c.block_size, c.enable_events));
      }},
 };
 
@@ -291,8 +364,10 @@ std::unique_ptr<OffloadingManager> make_manager(std::string_view spec,
 
 std::vector<std::string> policy_specs() {
   std::vector<std::string> names;
-  for (const PolicyEntry& entry : kPolicies)
-    names.emplace_back(entry.name);
+  for (const PolicyEntry& entry : kPolicies) {
+    // Without a transfer engine (a replay, a help text's example) tiered confirms its plans.
+    names.emplace_back(entry.name == "tiered" ? "tiered:instant=1" : std::string{entry.name});
+  }
   return names;
 }
 

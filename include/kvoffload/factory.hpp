@@ -19,6 +19,7 @@
 
 #include <kvoffload/filter_manager.hpp>
 #include <kvoffload/offloading_manager.hpp>
+#include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/weighted_lru.hpp>
 
 #include <cstddef>
@@ -58,6 +59,7 @@ struct ManagerConfig {
   std::size_t block_size{0};  ///< carried into events unchanged
   bool enable_events{true};
   WeightedLruConfig weighted{};  ///< policy "weighted"
+  TieredOptions tiered{};        ///< policy "tiered"
   FilterConfig filter{};
   ConcurrencyConfig concurrency{};
 };
@@ -85,7 +87,9 @@ std::unique_ptr<OffloadingManager> make_manager(std::string_view spec,
                                                 std::size_t block_size,
                                                 bool enable_events = true);
 
-/// The policy names make_manager accepts, each a valid spec with default options.
+/// The policies make_manager accepts, each as a valid spec with default options, for help texts
+/// and the replay's default set. The tiered one is "tiered:instant=1": with no transfer engine
+/// to run its plans, it confirms them itself.
 std::vector<std::string> policy_specs();
 
 /// Help text: every policy and decorator with its options and defaults, one per line.

@@ -10,6 +10,7 @@
 #include <kvoffload/factory.hpp>
 #include <kvoffload/filter_manager.hpp>
 #include <kvoffload/offloading_manager.hpp>
+#include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/transfer/transfer.hpp>
 #include <kvoffload/types.hpp>
 #include <kvoffload/version.hpp>

@@ -4,6 +4,7 @@
 kvoffload_add_test(manager_tests
   weighted_lru_test.cpp
   filter_test.cpp
-  factory_test.cpp)
+  factory_test.cpp
+  tiered_test.cpp)
 kvoffload_add_test(manager_concurrent_tests
   concurrent_test.cpp)
