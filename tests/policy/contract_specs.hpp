@@ -10,6 +10,7 @@
 
 namespace kvoffload::testing {
 
-inline const std::vector<std::string> kContractSpecs{"lru", "arc"};
+inline const std::vector<std::string> kContractSpecs{
+    "lru", "arc", "weighted", "weighted:frequency_weight=0", "lru+mutex", "arc+sharded:shards=1"};
 
 }  // namespace kvoffload::testing
