@@ -8,3 +8,7 @@ kvoffload_add_test(manager_tests
   tiered_test.cpp)
 kvoffload_add_test(manager_concurrent_tests
   concurrent_test.cpp)
+# Not a test: throughput of one mutex against shards, 1..T threads (bench/RESULTS.md).
+add_executable(manager-concurrency-bench concurrency_bench.cpp)
+target_link_libraries(manager-concurrency-bench PRIVATE kvoffload::kvoffload)
+target_include_directories(manager-concurrency-bench PRIVATE ${PROJECT_SOURCE_DIR}/csrc/policy)
