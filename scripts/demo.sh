@@ -22,7 +22,7 @@ else
 fi
 echo
 ./build/bench/kvoffload-replay "$@"
-if [ -x build/bench/kvoffload-bench ]; then
+if [ -x build/bench/transfer/kvoffload-bench ]; then
   echo
-  ./build/bench/kvoffload-bench transfer --quick
+  ./build/bench/transfer/kvoffload-bench transfer --quick
 fi
