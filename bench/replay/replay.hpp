@@ -24,7 +24,9 @@ struct ReplayResult {
   double manager_seconds{0};   ///< time spent inside manager calls
   std::size_t metadata_bytes{0};
 
-  [[nodiscard]] double hit_rate() const { return references ? double(hits) / double(references) : 0; }
+  [[nodiscard]] double hit_rate() const {
+    return references ? double(hits) / double(references) : 0;
+  }
   [[nodiscard]] double prefix_hit_rate() const {
     return references ? double(prefix_hits) / double(references) : 0;
   }

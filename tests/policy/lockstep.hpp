@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 
@@ -74,7 +75,36 @@ inline void run_lockstep(const ManagerMaker& make_a,
         log << h << " ";
       log << "] ";
       const std::string where = "capacity " + std::to_string(capacity) + ": " + log.str();
-      if (op < 15) {
+      if (op < 8) {
+        // One request the way a runtime serves it: the calls pass the same hashes, a prefix or
+        // a suffix of them (the core resolves them once through its memo).
+        const auto hit = a->lookup(hashes);
+        ASSERT_EQ(hit, b->lookup(hashes)) << where;
+        a->touch(hashes);
+        b->touch(hashes);
+        if (hit) {  // nullopt = "retry later": the request goes no further
+          const std::span<const BlockHash> all{hashes};
+          const auto prefix = all.first(*hit);
+          EXPECT_EQ(a->prepare_load(prefix).block_ids, b->prepare_load(prefix).block_ids) << where;
+          auto got  = a->prepare_store(all.subspan(*hit));
+          auto want = b->prepare_store(all.subspan(*hit));
+          ASSERT_EQ(got.has_value(), want.has_value()) << where;
+          if (got) {
+            EXPECT_EQ(got->block_hashes_to_store, want->block_hashes_to_store) << where;
+            EXPECT_EQ(got->store_spec.block_ids, want->store_spec.block_ids) << where;
+            EXPECT_EQ(got->block_hashes_evicted, want->block_hashes_evicted) << where;
+            if (rng() % 3) {
+              const bool success = rng() % 5 != 0;
+              a->complete_store(got->block_hashes_to_store, success);
+              b->complete_store(want->block_hashes_to_store, success);
+            }
+          }
+          if (rng() % 2) {
+            a->complete_load(prefix);
+            b->complete_load(prefix);
+          }
+        }
+      } else if (op < 15) {
         EXPECT_EQ(a->lookup(hashes), b->lookup(hashes)) << where;
       } else if (op < 35) {
         a->touch(hashes);
