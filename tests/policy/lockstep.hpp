@@ -151,9 +151,4 @@ inline void run_lockstep(const ManagerMaker& make_a,
   }
 }
 
-/// Throws if `manager` is a CoreManager whose invariants are broken.
-inline void check_core(const OffloadingManager& manager) {
-  if (auto* core = dynamic_cast<const detail::CoreManager*>(&manager)) core->check_invariants();
-}
-
 }  // namespace kvoffload::testing

@@ -18,11 +18,14 @@ namespace kvoffload::testing {
 using Hashes = std::vector<BlockHash>;
 using Ids    = std::vector<BlockId>;
 
+/// Throws if `manager` is a CoreManager whose invariants are broken (no-op otherwise).
+inline void check_core(const OffloadingManager& manager) {
+  if (auto* core = dynamic_cast<const detail::CoreManager*>(&manager)) core->check_invariants();
+}
+
 /// Checks the core's invariants when the manager is a CoreManager (no-op otherwise).
 inline void expect_invariants(const OffloadingManager& manager) {
-  if (auto* core = dynamic_cast<const detail::CoreManager*>(&manager)) {
-    EXPECT_NO_THROW(core->check_invariants());
-  }
+  EXPECT_NO_THROW(check_core(manager));
 }
 
 /// prepare_store + complete_store(success): store `hashes` and return the slots.
