@@ -313,6 +313,7 @@ ManagerStats ConcurrentManager::stats() const {
     total.stores_completed += s.stores_completed;
     total.stores_failed += s.stores_failed;
     total.store_rejections += s.store_rejections;
+    total.stores_declined += s.stores_declined;
     total.evictions += s.evictions;
     total.loads += s.loads;
     total.capacity += s.capacity;
@@ -322,6 +323,7 @@ ManagerStats ConcurrentManager::stats() const {
     total.evictable += s.evictable;
     total.free_slots += s.free_slots;
     total.metadata_bytes += s.metadata_bytes + sizeof(Shard);
+    total.sketch_bytes += s.sketch_bytes;
   }
   if (shards_.size() > 1) {
     total.lookups       = lookups_.load(std::memory_order_relaxed);

@@ -10,6 +10,7 @@
 
 #include <kvoffload/types.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -64,6 +65,28 @@ class EvictionPolicy {
   virtual void on_touch_absent(BlockHash /*hash*/) {}
 
   /**
+   * @brief A touch call, once, before its per-hash on_touch / on_touch_absent calls: the
+   * hashes in request order and their slots (kNil where absent). For policies that learn from
+   * a request's shape (where a block sits in it, whether its prefix was seen before).
+   */
+  virtual void on_touch_request(std::span<const BlockHash> /*hashes*/,
+                                std::span<const SlotId> /*slots*/) {}
+
+  /**
+   * @brief Admission: prepare_store's new hashes (distinct, in call order), before victims are
+   * chosen, with `free_slots` slots free. Returns for each hash whether to store it
+   * (`admitted`, same length); declined hashes are left out of the store, which is not an
+   * error. Must not change the policy's state: the store may still be abandoned, and
+   * select_victims must then pick the victims this decision assumed. Default: admit all.
+   */
+  virtual void admit(std::span<const BlockHash> /*fresh*/,
+                     std::size_t /*free_slots*/,
+                     const SlotView& /*view*/,
+                     std::vector<bool>& admitted) const {
+    std::fill(admitted.begin(), admitted.end(), true);
+  }
+
+  /**
    * @brief Append `count` victims to `out`, in eviction order, each with view.evictable().
    * Must not change the policy's state: the core commits with evict() afterwards.
    * @return false if fewer than `count` evictable blocks exist (the core then abandons).
@@ -81,6 +104,10 @@ class EvictionPolicy {
 
   /// Bytes of metadata the policy holds (lists, ghosts, sketches).
   [[nodiscard]] virtual std::size_t memory_bytes() const noexcept = 0;
+
+  /// The part of memory_bytes() in frequency sketches and sampled statistics: sized by the
+  /// policy's own settings rather than one record per slot.
+  [[nodiscard]] virtual std::size_t sketch_bytes() const noexcept { return 0; }
 
   /// Throws std::logic_error when an internal invariant is broken (tests call it).
   virtual void check_invariants(const SlotView& view, std::size_t resident) const = 0;

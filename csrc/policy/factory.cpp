@@ -1,5 +1,6 @@
 // Manager factory: a registry of policies and decorators, and the spec-string parser.
 #include <kvoffload/concurrent_manager.hpp>
+#include <kvoffload/density_manager.hpp>
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 #include <kvoffload/filter_manager.hpp>
@@ -130,8 +131,23 @@ bool tiered_option(ManagerConfig& config, std::string_view key, std::string_view
   return true;
 }
 
-// Register a new policy here (e.g. the research policy, as "adaptive"): a name, its options,
-// an option setter (a config struct of its own goes into ManagerConfig) and a builder.
+bool density_option(ManagerConfig& config, std::string_view key, std::string_view value) {
+  if (key == "horizon") {
+    config.density.horizon = parse_double(key, value);
+    return true;
+  }
+  if (key == "admission") {
+    if (value != "0" && value != "1") {
+      throw BadOption{"option 'admission' needs 0 or 1, got '" + std::string{value} + "'"};
+    }
+    config.density.admission = value == "1";
+    return true;
+  }
+  return false;
+}
+
+// Register a new policy here: a name, its options, an option setter (a config struct of its
+// own goes into ManagerConfig) and a builder.
 constexpr PolicyEntry kPolicies[] = {
     {"lru",
      "",
@@ -150,6 +166,12 @@ constexpr PolicyEntry kPolicies[] = {
      &weighted_option,
      [](const ManagerConfig& c, std::size_t n) {
        return make_weighted_lru_manager(n, c.block_size, c.weighted, c.enable_events);
+     }},
+    {"density",
+     "horizon=H (references followed, in cache sizes, default 16), admission=0|1 (default 1)",
+     &density_option,
+     [](const ManagerConfig& c, std::size_t n) {
+       return make_density_manager(n, c.block_size, c.density, c.enable_events);
      }},
     {"tiered",
      "hot=S (default 0.2), warm=S (default 0.3), cold=0 (no cold tier; else cold takes the "

@@ -123,6 +123,7 @@ std::vector<OffloadingEvent> FilterReusedOffloadingManager::take_events() {
 ManagerStats FilterReusedOffloadingManager::stats() const {
   ManagerStats s = backing_->stats();
   s.metadata_bytes += sizeof(*this) + tracker_->memory_bytes();
+  s.sketch_bytes += tracker_->memory_bytes();  // sized by max_tracker_size, not per slot
   return s;
 }
 

@@ -122,8 +122,12 @@ LoadStoreSpec CoreManager::prepare_load(std::span<const BlockHash> hashes) {
 void CoreManager::touch(std::span<const BlockHash> hashes) {
   // Last to first, so the first hash (the prefix head) ends up most recent.
   const Resolved slot_of = resolve(hashes);
+  found_.resize(hashes.size());
+  for (std::size_t i = 0; i < hashes.size(); ++i)
+    found_[i] = slot_of[i];
+  policy_->on_touch_request(hashes, found_);
   for (std::size_t i = hashes.size(); i-- > 0;) {
-    const SlotId slot = slot_of[i];
+    const SlotId slot = found_[i];
     if (slot == kNil) {
       policy_->on_touch_absent(hashes[i]);
     } else {
@@ -205,6 +209,19 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
     fresh.resize(kept);
   }
 
+  // Admission: the policy may decline some new blocks (committed below, with the store).
+  std::size_t declined = 0;
+  if (!fresh.empty()) {
+    admitted_.assign(fresh.size(), true);
+    policy_->admit(fresh, free_count(), SlotView{slots_.data()}, admitted_);
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      if (admitted_[i]) fresh[kept++] = fresh[i];
+    }
+    declined = fresh.size() - kept;
+    fresh.resize(kept);
+  }
+
   const std::size_t needed   = fresh.size();
   const std::size_t free     = free_count();
   const std::size_t to_evict = needed > free ? needed - free : 0;
@@ -248,6 +265,7 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
   }
   pending_ += needed;
   counters_.stores += needed;
+  counters_.stores_declined += declined;
   if (needed > 0) {
     // The caller's next call is complete_store of exactly these hashes.
     memo_hashes_.assign(fresh.begin(), fresh.end());
@@ -314,6 +332,7 @@ ManagerStats CoreManager::stats() const {
   s.evictable      = ready_ - pinned_;
   s.free_slots     = free_count();
   s.metadata_bytes = memory_bytes();
+  s.sketch_bytes   = policy_->sketch_bytes();
   return s;
 }
 

@@ -99,6 +99,7 @@ class CoreManager final : public OffloadingManager {
   std::vector<SlotId> protected_;
   std::vector<SlotId> victims_;
   std::vector<SlotId> found_;
+  std::vector<bool> admitted_;
   std::vector<BlockHash> memo_hashes_;
   std::vector<SlotId> memo_slots_;   // mutable cache: kUnresolved until first asked
   std::vector<std::uint64_t> seen_;  // duplicate detection in prepare_store (open addressing)

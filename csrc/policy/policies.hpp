@@ -7,6 +7,10 @@
 
 #include "eviction_policy.hpp"
 
+#include <kvoffload/density_manager.hpp>
+
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 
@@ -22,5 +26,24 @@ struct ArcState {
 };
 /// The state of `policy` if it is ARC, else nullopt.
 std::optional<ArcState> arc_state(const EvictionPolicy& policy);
+
+/// The density policy; `sample_shift` (follow 1 in 2^shift hashes) and `rebase_period` (of the
+/// 32-bit stamps) are exposed for tests.
+std::unique_ptr<EvictionPolicy> make_density_policy(std::size_t num_blocks,
+                                                    const DensityConfig& config,
+                                                    int sample_shift            = 4,
+                                                    std::uint32_t rebase_period = 1U << 30);
+
+/// The density policy's learned state, for tests and diagnostics (indexes: RefClass).
+struct DensityState {
+  std::uint64_t references{0};  ///< touches seen
+  std::uint64_t horizon{0};     ///< references
+  std::uint64_t updates{0};     ///< re-estimates so far
+  std::size_t samples{0};       ///< hashes followed now
+  std::array<std::size_t, 8> resident{};
+  std::array<float, 8> density_at_0{};  ///< learned density of a fresh reference per class
+};
+/// The state of `policy` if it is the density policy, else nullopt.
+std::optional<DensityState> density_state(const EvictionPolicy& policy);
 
 }  // namespace kvoffload::detail

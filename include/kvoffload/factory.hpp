@@ -7,7 +7,7 @@
  *
  *     spec      := policy [':' options] ('+' decorator [':' options])*
  *     options   := key '=' value (',' key '=' value)*
- *     policy    := lru | arc | weighted | tiered
+ *     policy    := lru | arc | weighted | density | tiered
  *     decorator := filter | mutex | sharded
  *
  * e.g. `lru`, `arc`, `weighted:frequency_weight=0.5`, `tiered:hot=0.2,warm=0.3`,
@@ -17,6 +17,7 @@
  */
 #pragma once
 
+#include <kvoffload/density_manager.hpp>
 #include <kvoffload/filter_manager.hpp>
 #include <kvoffload/offloading_manager.hpp>
 #include <kvoffload/tiered_manager.hpp>
@@ -59,6 +60,7 @@ struct ManagerConfig {
   std::size_t block_size{0};  ///< carried into events unchanged
   bool enable_events{true};
   WeightedLruConfig weighted{};  ///< policy "weighted"
+  DensityConfig density{};       ///< policy "density"
   TieredOptions tiered{};        ///< policy "tiered"
   FilterConfig filter{};
   ConcurrencyConfig concurrency{};

@@ -14,4 +14,5 @@
 #include <kvoffload/transfer/transfer.hpp>
 #include <kvoffload/types.hpp>
 #include <kvoffload/version.hpp>
+#include <kvoffload/density_manager.hpp>
 #include <kvoffload/weighted_lru.hpp>

@@ -61,6 +61,7 @@ struct ManagerStats {
   std::uint64_t stores_completed{0};  ///< blocks made ready by complete_store(..., true)
   std::uint64_t stores_failed{0};     ///< pending blocks dropped by complete_store(..., false)
   std::uint64_t store_rejections{0};  ///< prepare_store() calls answered nullopt
+  std::uint64_t stores_declined{0};   ///< new blocks a policy's admission chose not to store
   std::uint64_t evictions{0};         ///< blocks evicted by prepare_store()
   std::uint64_t loads{0};             ///< blocks referenced by prepare_load()
   // Gauges.
@@ -71,6 +72,7 @@ struct ManagerStats {
   std::size_t evictable{0};       ///< ready and idle
   std::size_t free_slots{0};      ///< never used or freed
   std::size_t metadata_bytes{0};  ///< host memory the manager's bookkeeping holds
+  std::size_t sketch_bytes{0};    ///< part of metadata_bytes in sketches / sampled statistics
 };
 
 }  // namespace kvoffload
