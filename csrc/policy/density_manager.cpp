@@ -195,6 +195,7 @@ class DensityPolicy final : public EvictionPolicy {
     s.horizon    = model_.horizon();
     s.updates    = model_.updates();
     s.samples    = model_.samples();
+    s.dropped    = model_.dropped();
     for (std::size_t c = 0; c < kRefClasses; ++c) {
       s.resident[c]       = lists_[c].size();
       s.density_at_0[c]   = model_.density(static_cast<RefClass>(c), 0);

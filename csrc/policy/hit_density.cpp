@@ -36,11 +36,11 @@ std::uint64_t bin_start(int bin) noexcept {
 
 namespace {
 const HitDensityModel::Options& validated(const HitDensityModel::Options& o) {
-  KVO_EXPECTS(o.horizon >= 16 && o.horizon <= (std::uint64_t{1} << 40),
-              "density: horizon must be in [16, 2^40] references, got " + std::to_string(o.horizon));
+  KVO_EXPECTS(o.horizon >= 16 && o.horizon <= (std::uint64_t{1} << 30),
+              "density: horizon must be in [16, 2^30] references, got " + std::to_string(o.horizon));
   KVO_EXPECTS(o.sample_shift >= 0 && o.sample_shift <= 16,
               "density: sample_shift must be in [0, 16], got " + std::to_string(o.sample_shift));
-  KVO_EXPECTS(o.update_interval >= 1 && o.update_interval <= o.horizon,
+  KVO_EXPECTS(o.update_interval >= 1 && o.update_interval <= o.horizon,  // ages < 2^31
               "density: update_interval must be in [1, horizon], got " +
                   std::to_string(o.update_interval));
   KVO_EXPECTS((o.horizon >> o.sample_shift) <= (std::uint64_t{1} << 28),
@@ -49,10 +49,12 @@ const HitDensityModel::Options& validated(const HitDensityModel::Options& o) {
 }
 
 std::size_t sample_capacity(const HitDensityModel::Options& o) {
-  // Each reference adds at most one sample and samples leave at the horizon (checked at every
-  // update), so at most (horizon + interval) / 2^shift are live; a quarter more as margin.
+  // One sample per sampled hash referenced within the horizon (samples past it leave at each
+  // update): at most the sampled references of horizon + interval, which average
+  // (horizon + interval) / 2^shift since hashes are sampled by their bits. A table that fills
+  // anyway re-checks the horizon at once, and if still full skips the sample (add_sample).
   const std::uint64_t live = (o.horizon + o.update_interval) >> o.sample_shift;
-  return static_cast<std::size_t>(live + live / 4 + 64);
+  return static_cast<std::size_t>(live + 64);
 }
 }  // namespace
 
@@ -82,13 +84,13 @@ void HitDensityModel::observe(BlockHash hash, RefClass cls, std::uint64_t now, b
       add_sample(hash, cls, now);
     } else {
       Sample& s               = samples_[id];
-      const std::uint64_t gap = now - s.stamp;
+      const std::uint64_t gap = age_of(s, now);
       if (gap < options_.horizon) {
         reused_[s.cls * bins_ + static_cast<std::size_t>(age_bin(gap))] += 1.0;
       } else {
         expired_[s.cls] += 1.0;
       }
-      s.stamp = now;
+      s.stamp = static_cast<std::uint32_t>(now);
       s.cls   = cls;
     }
   }
@@ -104,10 +106,13 @@ void HitDensityModel::observe(BlockHash hash, RefClass cls, std::uint64_t now, b
 
 void HitDensityModel::add_sample(BlockHash hash, RefClass cls, std::uint64_t now) {
   if (free_.empty()) update(now);  // expire what has passed the horizon
-  if (free_.empty()) return;       // cannot happen with the capacity above; never overflow
+  if (free_.empty()) {  // more distinct sampled hashes than the average allows: skip one
+    ++dropped_;
+    return;
+  }
   const std::uint32_t id = free_.back();
   free_.pop_back();
-  samples_[id] = Sample{hash, now, cls};
+  samples_[id] = Sample{hash, static_cast<std::uint32_t>(now), cls};
   index_.insert(hash, id);
 }
 
@@ -116,7 +121,7 @@ void HitDensityModel::update(std::uint64_t now) {
   for (std::size_t id = 0; id < samples_.size(); ++id) {
     Sample& s = samples_[id];
     if (s.cls == kFreeSample) continue;
-    const std::uint64_t age = now - s.stamp;
+    const std::uint64_t age = age_of(s, now);
     if (age >= options_.horizon) {
       expired_[s.cls] += 1.0;
       index_.erase(s.hash, static_cast<std::uint32_t>(id));

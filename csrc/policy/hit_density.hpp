@@ -59,7 +59,7 @@ enum RefClass : std::uint8_t {
 class HitDensityModel {
  public:
   struct Options {
-    std::uint64_t horizon{1 << 16};          ///< M: references a sample is followed for
+    std::uint64_t horizon{1 << 16};          ///< M: references a sample is followed, <= 2^30
     int sample_shift{6};                     ///< follow 1 in 2^sample_shift hashes
     std::uint64_t update_interval{1 << 12};  ///< references between re-estimates
   };
@@ -93,6 +93,8 @@ class HitDensityModel {
   [[nodiscard]] std::size_t bins() const noexcept { return bins_; }
   [[nodiscard]] std::size_t samples() const noexcept { return index_.size(); }
   [[nodiscard]] std::uint64_t updates() const noexcept { return updates_; }
+  /// References not followed because the sample table was full (see sample_capacity).
+  [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
   [[nodiscard]] std::size_t memory_bytes() const noexcept;
 
   /// Throws std::logic_error when the sample table or the counts are inconsistent.
@@ -100,11 +102,16 @@ class HitDensityModel {
 
  private:
   static constexpr std::uint8_t kFreeSample  = 0xFF;
+  // 16 bytes. The stamp keeps the low 32 bits of the reference number: ages stay below the
+  // horizon (<= 2^30) plus one update interval, so now - stamp modulo 2^32 is exact.
   struct Sample {
     BlockHash hash{0};  // first: FlatIndex reads it
-    std::uint64_t stamp{0};
+    std::uint32_t stamp{0};
     std::uint8_t cls{kFreeSample};
   };
+  [[nodiscard]] static std::uint64_t age_of(const Sample& s, std::uint64_t now) noexcept {
+    return static_cast<std::uint32_t>(static_cast<std::uint32_t>(now) - s.stamp);
+  }
 
   void add_sample(BlockHash hash, RefClass cls, std::uint64_t now);
   void estimate(const std::vector<double>& pending);
@@ -122,6 +129,7 @@ class HitDensityModel {
   std::uint64_t next_update_;
   std::uint64_t next_decay_;
   std::uint64_t updates_{0};
+  std::uint64_t dropped_{0};
 };
 
 }  // namespace kvoffload::detail

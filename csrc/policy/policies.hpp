@@ -40,6 +40,7 @@ struct DensityState {
   std::uint64_t horizon{0};     ///< references
   std::uint64_t updates{0};     ///< re-estimates so far
   std::size_t samples{0};       ///< hashes followed now
+  std::uint64_t dropped{0};     ///< references not followed: the sample table was full
   std::array<std::size_t, 8> resident{};
   std::array<float, 8> density_at_0{};  ///< learned density of a fresh reference per class
 };
