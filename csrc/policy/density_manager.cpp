@@ -70,6 +70,7 @@ class DensityPolicy final : public EvictionPolicy {
                         std::span<const SlotId> slots) override {
     const std::size_t n = hashes.size();
     if (n == 0) return;
+    ++epoch_;
     cells_.resize(n);
     counts_.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -101,6 +102,7 @@ class DensityPolicy final : public EvictionPolicy {
   void on_touch(SlotId, bool) override {}  // done in on_touch_request
 
   void on_insert(SlotId slot, BlockHash hash) override {
+    ++epoch_;
     const RefClass cls = class_of(hash);
     class_[slot]       = cls;
     stamp_[slot]       = stamp_now();
@@ -111,52 +113,62 @@ class DensityPolicy final : public EvictionPolicy {
              std::size_t free_slots,
              const SlotView& view,
              std::vector<bool>& admitted) const override {
-    Cursors cursor = cursors();
+    // The victims assumed here are kept (plan_) for the select_victims that follows.
+    plan_.clear();
+    plan_epoch_ = epoch_;
+    VictimWalk walk{*this, view};
     for (std::size_t i = 0; i < fresh.size(); ++i) {
       admitted[i] = true;
       if (free_slots > 0) {
         --free_slots;
         continue;
       }
-      if (!admission_) continue;
       float victim_density = 0;
-      const int list       = next_victim(cursor, view, victim_density);
+      const int list       = walk.best(victim_density);
       if (list < 0) continue;  // nothing evictable: the core refuses the store as a whole
-      if (model_.density(class_of(fresh[i]), 0) < victim_density) {
+      if (admission_ && model_.density(class_of(fresh[i]), 0) < victim_density) {
         admitted[i] = false;
       } else {
-        cursor[list] = lists_[list].next(cursor[list]);
+        plan_.push_back(walk.take(list));
       }
     }
   }
 
   // The same walk as admit(): lowest density first among the list heads (each list's first
-  // evictable block), ties to the older stamp.
+  // evictable block), ties to the older stamp. Right after admit() its plan is the answer.
   bool select_victims(std::size_t count,
                       const SlotView& view,
                       std::vector<SlotId>& out) const override {
-    Cursors cursor = cursors();
+    if (plan_epoch_ == epoch_ && plan_.size() == count &&
+        std::all_of(plan_.begin(), plan_.end(), [&](SlotId s) { return view.evictable(s); })) {
+      out.insert(out.end(), plan_.begin(), plan_.end());
+      return true;
+    }
+    VictimWalk walk{*this, view};
     for (std::size_t taken = 0; taken < count; ++taken) {
       float density  = 0;
-      const int list = next_victim(cursor, view, density);
+      const int list = walk.best(density);
       if (list < 0) return false;
-      out.push_back(cursor[list]);
-      cursor[list] = lists_[list].next(cursor[list]);
+      out.push_back(walk.take(list));
     }
     return true;
   }
 
   void evict(std::span<const SlotId> victims, const SlotView&) override {
+    ++epoch_;
     for (SlotId slot : victims)
       lists_[class_[slot]].remove(slot);
   }
-  void erase(SlotId slot) override { lists_[class_[slot]].remove(slot); }
+  void erase(SlotId slot) override {
+    ++epoch_;
+    lists_[class_[slot]].remove(slot);
+  }
 
   std::size_t memory_bytes() const noexcept override {
     return sizeof(*this) + links_.capacity() * sizeof(Links) +
            stamp_.capacity() * sizeof(std::uint32_t) + class_.capacity() +
            request_.capacity() * sizeof(RequestEntry) + cells_.capacity() * sizeof(Cells) +
-           counts_.capacity() +
+           counts_.capacity() + plan_.capacity() * sizeof(SlotId) +
            classes_.capacity() + sketch_bytes();
   }
   std::size_t sketch_bytes() const noexcept override {
@@ -208,7 +220,6 @@ class DensityPolicy final : public EvictionPolicy {
 
  private:
   using Cells   = CountMinSketch::Cells;
-  using Cursors = std::array<SlotId, kRefClasses>;
 
   static std::array<IntrusiveList, kRefClasses> make_lists(std::vector<Links>* links) {
     return {IntrusiveList{links},
@@ -221,37 +232,56 @@ class DensityPolicy final : public EvictionPolicy {
             IntrusiveList{links}};
   }
 
-  [[nodiscard]] Cursors cursors() const noexcept {
-    Cursors c;
-    for (std::size_t l = 0; l < kRefClasses; ++l)
-      c[l] = lists_[l].front();
-    return c;
-  }
-
-  // Moves each cursor past blocks that cannot be evicted in this call, then picks the list
-  // whose head has the lowest density (ties: older stamp, then lower class). -1 if none.
-  // Blocks the last touch referenced (the request being served) count as infinitely dense:
-  // they go last, and admission never evicts them for the request's own new blocks.
-  int next_victim(Cursors& cursor, const SlotView& view, float& density) const noexcept {
-    int best                 = -1;
-    std::uint32_t best_stamp = 0;
-    for (std::size_t l = 0; l < kRefClasses; ++l) {
-      SlotId& slot = cursor[l];
-      while (slot != kNil && !view.evictable(slot))
-        slot = lists_[l].next(slot);
-      if (slot == kNil) continue;
-      const float d = stamp_[slot] >= request_start_
-                          ? std::numeric_limits<float>::infinity()
-                          : model_.density(static_cast<RefClass>(l),
-                                           stamp_now() - std::uint64_t{stamp_[slot]});
-      if (best < 0 || d < density || (d == density && stamp_[slot] < best_stamp)) {
-        best       = static_cast<int>(l);
-        density    = d;
-        best_stamp = stamp_[slot];
+  // Walks the class lists in victim order: each list's candidate is its first block evictable
+  // in this call; the next victim is the candidate of lowest density (ties: older stamp, then
+  // lower class). Blocks the last touch referenced (the request being served) count as
+  // infinitely dense: they go last, and admission never evicts them for the request's own new
+  // blocks. Densities are computed once per candidate.
+  class VictimWalk {
+   public:
+    VictimWalk(const DensityPolicy& policy, const SlotView& view) : p_{policy}, view_{view} {
+      for (std::size_t l = 0; l < kRefClasses; ++l) {
+        slot_[l] = p_.lists_[l].front();
+        settle(l);
       }
     }
-    return best;
-  }
+    [[nodiscard]] int best(float& density) const noexcept {
+      int best = -1;
+      for (std::size_t l = 0; l < kRefClasses; ++l) {
+        if (slot_[l] == kNil) continue;
+        if (best < 0 || density_[l] < density ||
+            (density_[l] == density && p_.stamp_[slot_[l]] < p_.stamp_[slot_[best]])) {
+          best    = static_cast<int>(l);
+          density = density_[l];
+        }
+      }
+      return best;
+    }
+    /// The candidate of `list`, which the walk then passes.
+    SlotId take(int list) noexcept {
+      const auto l      = static_cast<std::size_t>(list);
+      const SlotId slot = slot_[l];
+      slot_[l]          = p_.lists_[l].next(slot);
+      settle(l);
+      return slot;
+    }
+
+   private:
+    void settle(std::size_t l) noexcept {
+      SlotId& slot = slot_[l];
+      while (slot != kNil && !view_.evictable(slot))
+        slot = p_.lists_[l].next(slot);
+      if (slot == kNil) return;
+      density_[l] = p_.stamp_[slot] >= p_.request_start_
+                        ? std::numeric_limits<float>::infinity()
+                        : p_.model_.density(static_cast<RefClass>(l),
+                                            p_.stamp_now() - std::uint64_t{p_.stamp_[slot]});
+    }
+    const DensityPolicy& p_;
+    const SlotView& view_;
+    std::array<SlotId, kRefClasses> slot_{};
+    std::array<float, kRefClasses> density_{};
+  };
 
   // ---- Clock: references; slot stamps are 32-bit offsets from base_ (13 B/slot). ----------
   void tick() {
@@ -330,6 +360,10 @@ class DensityPolicy final : public EvictionPolicy {
   std::uint32_t generation_{0};
   std::vector<Cells> cells_;
   std::vector<std::uint8_t> counts_;
+  // admit()'s victims, valid while epoch_ (bumped by every change of order) is unchanged.
+  std::uint64_t epoch_{0};
+  mutable std::uint64_t plan_epoch_{~std::uint64_t{0}};
+  mutable std::vector<SlotId> plan_;
   std::vector<RefClass> classes_;
 };
 

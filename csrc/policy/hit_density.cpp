@@ -20,13 +20,6 @@ RefClass reference_class(unsigned prior, std::size_t from_end, bool continuation
   return prior < 8 ? kSeenFew : kSeenMany;
 }
 
-int age_bin(std::uint64_t age) noexcept {
-  if (age < 16) return 0;
-  const int e = static_cast<int>(std::bit_width(age)) - 1;  // >= 4
-  const int k = static_cast<int>((age >> (e - 2)) & 3);
-  return 1 + 4 * (e - 4) + k;
-}
-
 std::uint64_t bin_start(int bin) noexcept {
   if (bin <= 0) return 0;
   const int e = (bin - 1) / 4;

@@ -26,6 +26,7 @@
 
 #include <kvoffload/types.hpp>
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -53,7 +54,12 @@ enum RefClass : std::uint8_t {
                                        bool continuation) noexcept;
 
 /// Age bins: [0, 16), then quarter octaves; bin 1 + 4e + k starts at 16 * 2^e * (4 + k) / 4.
-[[nodiscard]] int age_bin(std::uint64_t age) noexcept;
+[[nodiscard]] inline int age_bin(std::uint64_t age) noexcept {
+  if (age < 16) return 0;
+  const int e = static_cast<int>(std::bit_width(age)) - 1;  // >= 4
+  const int k = static_cast<int>((age >> (e - 2)) & 3);
+  return 1 + 4 * (e - 4) + k;
+}
 [[nodiscard]] std::uint64_t bin_start(int bin) noexcept;
 
 class HitDensityModel {
