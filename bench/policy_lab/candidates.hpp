@@ -437,22 +437,34 @@ struct PLFU : LFUDA {
 #include "candidates2.hpp"
 static unique_ptr<Policy> make_candidate(const string& n) {
   if (n.rfind("duel", 0) == 0) {  // duel:dss:margin
-    int d = 4; double m = 16;
+    int d    = 4;
+    double m = 16;
     sscanf(n.c_str(), "duel:%d:%lf", &d, &m);
     return make_unique<DuelKHD>(d, m);
   }
   if (n.rfind("khd", 0) == 0) {  // khd:H:shift:adm:decay
-    double h = 16, dm = 1, w = 1, pp = 1; int ss = 4, adm = 1, ex = 0, nk = 0;
+    double h = 16, dm = 1, w = 1, pp = 1;
+    int ss = 4, adm = 1, ex = 0, nk = 0;
     sscanf(n.c_str(), "khd:%lf:%d:%d:%lf:%d:%d:%lf:%lf", &h, &ss, &adm, &dm, &ex, &nk, &w, &pp);
-    auto p = make_unique<KHD>(h, ss, adm != 0, dm); p->exactF = ex; p->noKM = nk; p->skW = w; p->skP = pp; return p;
+    auto p    = make_unique<KHD>(h, ss, adm != 0, dm);
+    p->exactF = ex;
+    p->noKM   = nk;
+    p->skW    = w;
+    p->skP    = pp;
+    return p;
   }
   if (n.rfind("ohd", 0) == 0) {  // ohd:H:adm  oracle statistics, fixed M = H * cap
-    double h = 16; int adm = 1, v = 0;
+    double h = 16;
+    int adm = 1, v = 0;
     sscanf(n.c_str(), "ohd:%lf:%d:%d", &h, &adm, &v);
-    auto p = make_unique<HD>(h, 0, adm != 0); p->oracle = true; p->variant = v; return p;
+    auto p     = make_unique<HD>(h, 0, adm != 0);
+    p->oracle  = true;
+    p->variant = v;
+    return p;
   }
   if (n.rfind("hd", 0) == 0) {  // hd:H:shift:adm
-    double h = 16; int ss = 0, adm = 1;
+    double h = 16;
+    int ss = 0, adm = 1;
     sscanf(n.c_str(), "hd:%lf:%d:%d", &h, &ss, &adm);
     return make_unique<HD>(h, ss, adm != 0);
   }

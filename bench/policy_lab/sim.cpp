@@ -483,10 +483,12 @@ static Res run(const Trace& t, Policy& P, size_t cap, size_t from = 0, size_t to
   P.init(t.nid, cap, &cx);
   size_t hits = 0, pre = 0, refs = 0;
   vector<int> miss;
-  static vector<int> fcnt, lcls; fcnt.assign(t.nid, 0); lcls.assign(t.nid, 0);
+  static vector<int> fcnt, lcls;
+  fcnt.assign(t.nid, 0);
+  lcls.assign(t.nid, 0);
   double rm[8] = {0};
-  bool dbg2 = getenv("HDDBG2");
-  to = min(to, t.req.size());
+  bool dbg2    = getenv("HDDBG2");
+  to           = min(to, t.req.size());
   for (size_t r = from; r < to; ++r) {
     const auto& h = t.req[r];
     cx.cur        = (int)r;
@@ -504,11 +506,26 @@ static Res run(const Trace& t, Policy& P, size_t cap, size_t from = 0, size_t to
     pre += k;
     refs += h.size();
     if (dbg2) {
-      int nh = (int)h.size(); bool cont = nh >= 2 && fcnt[h[1]] > 0;
-      for (int i = 0; i < nh; ++i) { int x = h[i]; if (fcnt[x] > 0 && !P.has(x)) rm[lcls[x]] += 1; }
-      for (int i = 0; i < nh; ++i) { int x = h[i]; int fp = fcnt[x];
-        lcls[x] = fp == 0 ? (nh-1-i == 0 ? 0 : nh-1-i == 1 ? 1 : cont ? 3 : 2) : fp == 1 ? 4 : fp == 2 ? 5 : fp < 8 ? 6 : 7; }
-      for (int x : h) ++fcnt[x];
+      int nh    = (int)h.size();
+      bool cont = nh >= 2 && fcnt[h[1]] > 0;
+      for (int i = 0; i < nh; ++i) {
+        int x = h[i];
+        if (fcnt[x] > 0 && !P.has(x)) rm[lcls[x]] += 1;
+      }
+      for (int i = 0; i < nh; ++i) {
+        int x   = h[i];
+        int fp  = fcnt[x];
+        lcls[x] = fp == 0   ? (nh - 1 - i == 0   ? 0
+                               : nh - 1 - i == 1 ? 1
+                               : cont            ? 3
+                                                 : 2)
+                  : fp == 1 ? 4
+                  : fp == 2 ? 5
+                  : fp < 8  ? 6
+                            : 7;
+      }
+      for (int x : h)
+        ++fcnt[x];
     }
     P.touch(h);
     miss.clear();
@@ -520,7 +537,12 @@ static Res run(const Trace& t, Policy& P, size_t cap, size_t from = 0, size_t to
       exit(1);
     }
   }
-  if (dbg2) { fprintf(stderr, "\n%s cap %zu reuse-misses by class:", P.name().c_str(), cap); for (double v : rm) fprintf(stderr, " %.0f", v); fprintf(stderr, "\n"); }
+  if (dbg2) {
+    fprintf(stderr, "\n%s cap %zu reuse-misses by class:", P.name().c_str(), cap);
+    for (double v : rm)
+      fprintf(stderr, " %.0f", v);
+    fprintf(stderr, "\n");
+  }
   return {double(hits) / refs, double(pre) / refs};
 }
 static Res belady(const Trace& t, size_t cap, size_t from = 0, size_t to = SIZE_MAX) {

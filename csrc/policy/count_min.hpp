@@ -21,9 +21,9 @@ namespace kvoffload::detail {
 
 class CountMinSketch {
  public:
-  static constexpr int kRows       = 4;
-  static constexpr unsigned kMax   = 15;
-  static constexpr int kPerWord    = 16;  // 4-bit counters in a 64-bit word
+  static constexpr int kRows             = 4;
+  static constexpr unsigned kMax         = 15;
+  static constexpr int kPerWord          = 16;  // 4-bit counters in a 64-bit word
   static constexpr std::size_t kMinWidth = 64;
 
   /// Positions of one hash's counters, computed once per reference.

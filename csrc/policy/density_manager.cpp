@@ -23,15 +23,14 @@ namespace detail {
 namespace {
 
 constexpr double kMaxHorizon           = 1024.0;
-constexpr std::uint64_t kMinReferences = 4096;                  // horizon floor, references
+constexpr std::uint64_t kMinReferences = 4096;                    // horizon floor, references
 constexpr std::uint64_t kMaxReferences = std::uint64_t{1} << 30;  // horizon cap, references
 constexpr std::size_t kMaxSketchWidth  = std::size_t{1} << 26;    // 128 MiB of counters
 
 void validate(const DensityConfig& config) {
-  KVO_EXPECTS(std::isfinite(config.horizon) && config.horizon >= 1.0 &&
-                  config.horizon <= kMaxHorizon,
-              "density: horizon must be a number in [1, 1024], got " +
-                  std::to_string(config.horizon));
+  KVO_EXPECTS(
+      std::isfinite(config.horizon) && config.horizon >= 1.0 && config.horizon <= kMaxHorizon,
+      "density: horizon must be a number in [1, 1024], got " + std::to_string(config.horizon));
 }
 
 std::uint64_t horizon_references(std::size_t num_blocks, double horizon) {
@@ -66,8 +65,7 @@ class DensityPolicy final : public EvictionPolicy {
 
   const char* name() const noexcept override { return "density"; }
 
-  void on_touch_request(std::span<const BlockHash> hashes,
-                        std::span<const SlotId> slots) override {
+  void on_touch_request(std::span<const BlockHash> hashes, std::span<const SlotId> slots) override {
     const std::size_t n = hashes.size();
     if (n == 0) return;
     ++epoch_;
@@ -168,8 +166,8 @@ class DensityPolicy final : public EvictionPolicy {
     return sizeof(*this) + links_.capacity() * sizeof(Links) +
            stamp_.capacity() * sizeof(std::uint32_t) + class_.capacity() +
            request_.capacity() * sizeof(RequestEntry) + cells_.capacity() * sizeof(Cells) +
-           counts_.capacity() + plan_.capacity() * sizeof(SlotId) +
-           classes_.capacity() + sketch_bytes();
+           counts_.capacity() + plan_.capacity() * sizeof(SlotId) + classes_.capacity() +
+           sketch_bytes();
   }
   std::size_t sketch_bytes() const noexcept override {
     return sketch_.memory_bytes() + model_.memory_bytes();
@@ -209,8 +207,8 @@ class DensityPolicy final : public EvictionPolicy {
     s.samples    = model_.samples();
     s.dropped    = model_.dropped();
     for (std::size_t c = 0; c < kRefClasses; ++c) {
-      s.resident[c]       = lists_[c].size();
-      s.density_at_0[c]   = model_.density(static_cast<RefClass>(c), 0);
+      s.resident[c]     = lists_[c].size();
+      s.density_at_0[c] = model_.density(static_cast<RefClass>(c), 0);
     }
     return s;
   }
@@ -219,7 +217,7 @@ class DensityPolicy final : public EvictionPolicy {
   }
 
  private:
-  using Cells   = CountMinSketch::Cells;
+  using Cells = CountMinSketch::Cells;
 
   static std::array<IntrusiveList, kRefClasses> make_lists(std::vector<Links>* links) {
     return {IntrusiveList{links},
@@ -390,12 +388,11 @@ std::unique_ptr<OffloadingManager> make_density_manager(std::size_t num_blocks,
                                                         const DensityConfig& config,
                                                         bool enable_events) {
   detail::validate_num_blocks(num_blocks);
-  return std::make_unique<detail::CoreManager>(
-      detail::CoreConfig{.num_blocks    = num_blocks,
-                         .block_size    = block_size,
-                         .medium        = Medium::kCpu,
-                         .enable_events = enable_events},
-      detail::make_density_policy(num_blocks, config));
+  return std::make_unique<detail::CoreManager>(detail::CoreConfig{.num_blocks    = num_blocks,
+                                                                  .block_size    = block_size,
+                                                                  .medium        = Medium::kCpu,
+                                                                  .enable_events = enable_events},
+                                               detail::make_density_policy(num_blocks, config));
 }
 
 }  // namespace kvoffload

@@ -29,13 +29,14 @@ std::uint64_t bin_start(int bin) noexcept {
 
 namespace {
 const HitDensityModel::Options& validated(const HitDensityModel::Options& o) {
-  KVO_EXPECTS(o.horizon >= 16 && o.horizon <= (std::uint64_t{1} << 30),
-              "density: horizon must be in [16, 2^30] references, got " + std::to_string(o.horizon));
+  KVO_EXPECTS(
+      o.horizon >= 16 && o.horizon <= (std::uint64_t{1} << 30),
+      "density: horizon must be in [16, 2^30] references, got " + std::to_string(o.horizon));
   KVO_EXPECTS(o.sample_shift >= 0 && o.sample_shift <= 16,
               "density: sample_shift must be in [0, 16], got " + std::to_string(o.sample_shift));
-  KVO_EXPECTS(o.update_interval >= 1 && o.update_interval <= o.horizon,  // ages < 2^31
-              "density: update_interval must be in [1, horizon], got " +
-                  std::to_string(o.update_interval));
+  KVO_EXPECTS(
+      o.update_interval >= 1 && o.update_interval <= o.horizon,  // ages < 2^31
+      "density: update_interval must be in [1, horizon], got " + std::to_string(o.update_interval));
   KVO_EXPECTS((o.horizon >> o.sample_shift) <= (std::uint64_t{1} << 28),
               "density: horizon / 2^sample_shift must be at most 2^28 samples");
   return o;
@@ -99,7 +100,7 @@ void HitDensityModel::observe(BlockHash hash, RefClass cls, std::uint64_t now, b
 
 void HitDensityModel::add_sample(BlockHash hash, RefClass cls, std::uint64_t now) {
   if (free_.empty()) update(now);  // expire what has passed the horizon
-  if (free_.empty()) {  // more distinct sampled hashes than the average allows: skip one
+  if (free_.empty()) {             // more distinct sampled hashes than the average allows: skip one
     ++dropped_;
     return;
   }

@@ -107,7 +107,7 @@ class HitDensityModel {
   void check_invariants() const;
 
  private:
-  static constexpr std::uint8_t kFreeSample  = 0xFF;
+  static constexpr std::uint8_t kFreeSample = 0xFF;
   // 16 bytes. The stamp keeps the low 32 bits of the reference number: ages stay below the
   // horizon (<= 2^30) plus one update interval, so now - stamp modulo 2^32 is exact.
   struct Sample {

@@ -46,6 +46,6 @@ struct DensityConfig {
 std::unique_ptr<OffloadingManager> make_density_manager(std::size_t num_blocks,
                                                         std::size_t block_size,
                                                         const DensityConfig& config = {},
-                                                        bool enable_events = true);
+                                                        bool enable_events          = true);
 
 }  // namespace kvoffload
