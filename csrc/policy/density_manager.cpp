@@ -33,10 +33,10 @@ void validate(const DensityConfig& config) {
       "density: horizon must be a number in [1, 1024], got " + std::to_string(config.horizon));
 }
 
-std::uint64_t horizon_references(std::size_t num_blocks, double horizon) {
+std::uint64_t horizon_references(std::size_t num_blocks, double horizon, std::uint64_t floor) {
   const double refs = horizon * static_cast<double>(num_blocks);
   if (refs >= static_cast<double>(kMaxReferences)) return kMaxReferences;
-  return std::max<std::uint64_t>(kMinReferences, static_cast<std::uint64_t>(refs));
+  return std::max<std::uint64_t>(floor, static_cast<std::uint64_t>(refs));
 }
 
 class DensityPolicy final : public EvictionPolicy {
@@ -44,21 +44,18 @@ class DensityPolicy final : public EvictionPolicy {
   DensityPolicy(std::size_t num_blocks,
                 const DensityConfig& config,
                 int sample_shift,
-                std::uint32_t rebase_period)
+                std::uint32_t rebase_period,
+                std::uint64_t horizon,
+                std::uint64_t update_interval)
       : admission_{config.admission},
         rebase_period_{rebase_period},
         links_(num_blocks),
         stamp_(num_blocks, 0),
         class_(num_blocks, 0),
         lists_{make_lists(&links_)},
-        sketch_{std::min<std::size_t>(
-                    static_cast<std::size_t>(horizon_references(num_blocks, config.horizon)),
-                    kMaxSketchWidth),
-                horizon_references(num_blocks, config.horizon)},
+        sketch_{std::min<std::size_t>(static_cast<std::size_t>(horizon), kMaxSketchWidth), horizon},
         model_{HitDensityModel::Options{
-            .horizon         = horizon_references(num_blocks, config.horizon),
-            .sample_shift    = sample_shift,
-            .update_interval = std::max<std::uint64_t>(1024, num_blocks / 4)}} {
+            .horizon = horizon, .sample_shift = sample_shift, .update_interval = update_interval}} {
     KVO_EXPECTS(rebase_period >= 1 && rebase_period <= (std::uint32_t{1} << 30),
                 "density: rebase period must be in [1, 2^30]");
   }
@@ -370,9 +367,16 @@ class DensityPolicy final : public EvictionPolicy {
 std::unique_ptr<EvictionPolicy> make_density_policy(std::size_t num_blocks,
                                                     const DensityConfig& config,
                                                     int sample_shift,
-                                                    std::uint32_t rebase_period) {
+                                                    std::uint32_t rebase_period,
+                                                    std::uint64_t update_interval,
+                                                    std::uint64_t min_horizon) {
   validate(config);
-  return std::make_unique<DensityPolicy>(num_blocks, config, sample_shift, rebase_period);
+  const std::uint64_t horizon = horizon_references(
+      num_blocks, config.horizon, min_horizon == 0 ? kMinReferences : min_horizon);
+  const std::uint64_t interval =
+      update_interval != 0 ? update_interval : std::max<std::uint64_t>(1024, num_blocks / 4);
+  return std::make_unique<DensityPolicy>(
+      num_blocks, config, sample_shift, rebase_period, horizon, std::min(interval, horizon));
 }
 
 std::optional<DensityState> density_state(const EvictionPolicy& policy) {

@@ -27,12 +27,16 @@ struct ArcState {
 /// The state of `policy` if it is ARC, else nullopt.
 std::optional<ArcState> arc_state(const EvictionPolicy& policy);
 
-/// The density policy; `sample_shift` (follow 1 in 2^shift hashes) and `rebase_period` (of the
-/// 32-bit stamps) are exposed for tests.
+/// The density policy. Exposed for tests: `sample_shift` (follow 1 in 2^shift hashes),
+/// `rebase_period` (of the 32-bit stamps), `update_interval` (references between re-estimates;
+/// 0 = max(1024, num_blocks / 4)) and `min_horizon` (floor of the horizon in references;
+/// 0 = 4096).
 std::unique_ptr<EvictionPolicy> make_density_policy(std::size_t num_blocks,
                                                     const DensityConfig& config,
-                                                    int sample_shift            = 4,
-                                                    std::uint32_t rebase_period = 1U << 30);
+                                                    int sample_shift              = 4,
+                                                    std::uint32_t rebase_period   = 1U << 30,
+                                                    std::uint64_t update_interval = 0,
+                                                    std::uint64_t min_horizon     = 0);
 
 /// The density policy's learned state, for tests and diagnostics (indexes: RefClass).
 struct DensityState {
