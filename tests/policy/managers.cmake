@@ -5,7 +5,11 @@ kvoffload_add_test(manager_tests
   weighted_lru_test.cpp
   filter_test.cpp
   factory_test.cpp
-  tiered_test.cpp)
+  tiered_test.cpp
+  density_test.cpp)
+# density_test.cpp replays the bundled Mooncake trace (bench/replay) against LRU.
+target_link_libraries(manager_tests PRIVATE kvoffload_replay)
+target_compile_definitions(manager_tests PRIVATE KVOFFLOAD_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 kvoffload_add_test(manager_concurrent_tests
   concurrent_test.cpp)
 # Not a test: throughput of one mutex against shards, 1..T threads (bench/RESULTS.md).
