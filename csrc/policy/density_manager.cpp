@@ -80,7 +80,9 @@ class DensityPolicy final : public EvictionPolicy {
       remember(hashes[i], cls, cells_[i].mix);
       classes_[i] = cls;
     }
-    for (std::size_t i = 0; i < n; ++i) {
+    // Last to first, like the core's touch: the prefix head gets the newest stamp, so within a
+    // class a request's blocks leave tail first and its reusable prefix stays whole longest.
+    for (std::size_t i = n; i-- > 0;) {
       tick();
       model_.observe(hashes[i], classes_[i], now_, model_.sampled_mix(cells_[i].mix));
       // counts_ predate this request's increments: a hash repeated in the request (or a
@@ -98,6 +100,13 @@ class DensityPolicy final : public EvictionPolicy {
 
   void on_insert(SlotId slot, BlockHash hash) override {
     ++epoch_;
+    if (!in_request(hash)) {
+      // Stored without being touched first: not part of the last touch's request, so neither
+      // it nor that request's blocks keep the protection (one clock tick marks the boundary).
+      tick();
+      request_start_ = stamp_now() + 1;
+      forget_request();
+    }
     const RefClass cls = class_of(hash);
     class_[slot]       = cls;
     stamp_[slot]       = stamp_now();
@@ -287,14 +296,20 @@ class DensityPolicy final : public EvictionPolicy {
     return static_cast<std::uint32_t>(now_ - base_);
   }
   // Every stamp moves down by the period (order kept); blocks older than the period (2^30
-  // references by default, beyond any horizon) become equally old.
+  // references by default, beyond any horizon) become equally old. The last touch's blocks
+  // stay at or above request_start_ and all older ones below it, even when one touch outlasts
+  // a period (possible only with the short periods tests use).
   void rebase() noexcept {
     const std::uint32_t shift = rebase_period_;
+    const std::uint32_t start = request_start_ > shift ? request_start_ - shift : 1;
     for (const IntrusiveList& list : lists_) {
-      for (SlotId slot = list.front(); slot != kNil; slot = list.next(slot))
-        stamp_[slot] = stamp_[slot] >= shift ? stamp_[slot] - shift : 0;
+      for (SlotId slot = list.front(); slot != kNil; slot = list.next(slot)) {
+        const std::uint32_t moved = stamp_[slot] >= shift ? stamp_[slot] - shift : 0;
+        stamp_[slot] =
+            stamp_[slot] >= request_start_ ? std::max(moved, start) : std::min(moved, start - 1);
+      }
     }
-    request_start_ = request_start_ >= shift ? request_start_ - shift : 0;
+    request_start_ = start;
     base_ += shift;
   }
 
@@ -327,6 +342,16 @@ class DensityPolicy final : public EvictionPolicy {
       if (e.hash == hash) return;  // a repeat keeps its first class
     }
   }
+  [[nodiscard]] bool in_request(BlockHash hash) const noexcept {
+    if (request_.empty()) return false;
+    const std::size_t mask = request_.size() - 1;
+    for (std::size_t i = mix_hash(hash) & mask;; i = (i + 1) & mask) {
+      const RequestEntry& e = request_[i];
+      if (e.generation != generation_) return false;
+      if (e.hash == hash) return true;
+    }
+  }
+  void forget_request() noexcept { begin_request(0); }
   [[nodiscard]] RefClass class_of(BlockHash hash) const noexcept {
     if (!request_.empty()) {
       const std::size_t mask = request_.size() - 1;

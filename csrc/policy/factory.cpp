@@ -133,14 +133,15 @@ bool tiered_option(ManagerConfig& config, std::string_view key, std::string_view
 
 bool density_option(ManagerConfig& config, std::string_view key, std::string_view value) {
   if (key == "horizon") {
-    config.density.horizon = parse_double(key, value);
+    const double horizon = parse_double(key, value);
+    if (!(horizon >= 1.0 && horizon <= 1024.0)) {
+      throw BadOption{cat("option 'horizon' must be in [1, 1024], got '", value, "'")};
+    }
+    config.density.horizon = horizon;
     return true;
   }
   if (key == "admission") {
-    if (value != "0" && value != "1") {
-      throw BadOption{"option 'admission' needs 0 or 1, got '" + std::string{value} + "'"};
-    }
-    config.density.admission = value == "1";
+    config.density.admission = parse_flag(key, value);
     return true;
   }
   return false;
@@ -168,7 +169,8 @@ constexpr PolicyEntry kPolicies[] = {
        return make_weighted_lru_manager(n, c.block_size, c.weighted, c.enable_events);
      }},
     {"density",
-     "horizon=H (references followed, in cache sizes, default 16), admission=0|1 (default 1)",
+     "horizon=H (references followed, in cache sizes, 1..1024, default 16), admission=0|1 "
+     "(default 1)",
      &density_option,
      [](const ManagerConfig& c, std::size_t n) {
        return make_density_manager(n, c.block_size, c.density, c.enable_events);

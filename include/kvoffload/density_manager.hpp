@@ -7,7 +7,7 @@
  * how often the hash was seen before (a count-min sketch over the last `horizon` references)
  * and, for a first sighting, where it sits in its request (last block, second to last, deeper;
  * deeper ones split by whether the request's second block was seen before). The policy learns,
- * per class, how likely and how soon blocks are referenced again, from a fixed 1-in-64 sample
+ * per class, how likely and how soon blocks are referenced again, from a fixed 1-in-16 sample
  * of hashes that it follows whether or not they are resident, and turns that into a hit
  * density: expected hits per unit of cache space-time from a block's current age on. The
  * evictable block of lowest density goes first; a new block whose density at age 0 is below
@@ -15,7 +15,9 @@
  * The formula and the evidence are in docs/managers.md.
  *
  * What it needs from the caller: touch() with each request's hashes in request order, as
- * vLLM does; without touches it has nothing to learn from and behaves like LRU.
+ * vLLM does; without touches it has nothing to learn from and behaves like LRU. The blocks of
+ * the last touch are evicted last; a store of hashes that touch did not name ends that
+ * protection.
  *
  * Cost: 13 bytes of policy metadata per slot beside the core's, plus a sketch and the sample
  * table sized by the horizon (stats().sketch_bytes; about 2 bytes per reference of horizon).

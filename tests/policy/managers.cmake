@@ -6,7 +6,8 @@ kvoffload_add_test(manager_tests
   filter_test.cpp
   factory_test.cpp
   tiered_test.cpp
-  density_test.cpp)
+  density_test.cpp
+  density_twin_test.cpp)
 # density_test.cpp replays the bundled Mooncake trace (bench/replay) against LRU.
 target_link_libraries(manager_tests PRIVATE kvoffload_replay)
 target_compile_definitions(manager_tests PRIVATE KVOFFLOAD_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
