@@ -52,7 +52,7 @@ class DensityPolicy final : public EvictionPolicy {
         links_(num_blocks),
         stamp_(num_blocks, 0),
         class_(num_blocks, 0),
-        lists_{make_lists(&links_)},
+        lists_{make_lists<kRefClasses>(&links_)},
         sketch_{std::min<std::size_t>(static_cast<std::size_t>(horizon), kMaxSketchWidth), horizon},
         model_{HitDensityModel::Options{
             .horizon = horizon, .sample_shift = sample_shift, .update_interval = update_interval}} {
@@ -224,17 +224,6 @@ class DensityPolicy final : public EvictionPolicy {
 
  private:
   using Cells = CountMinSketch::Cells;
-
-  static std::array<IntrusiveList, kRefClasses> make_lists(std::vector<Links>* links) {
-    return {IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links}};
-  }
 
   // Walks the class lists in victim order: each list's candidate is its first block evictable
   // in this call; the next victim is the candidate of lowest density (ties: older stamp, then

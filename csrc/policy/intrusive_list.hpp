@@ -9,7 +9,10 @@
 
 #include "flat_index.hpp"
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace kvoffload::detail {
@@ -82,5 +85,14 @@ class IntrusiveList {
   std::uint32_t tail_{kNil};
   std::size_t size_{0};
 };
+
+/// N lists over one links array (e.g. one per frequency level or class).
+template <std::size_t N>
+std::array<IntrusiveList, N> make_lists(std::vector<Links>* links) {
+  return [links]<std::size_t... I>(std::index_sequence<I...>) {
+    return std::array<IntrusiveList, N>{((void)I, IntrusiveList{links})...};
+  }
+  (std::make_index_sequence<N>{});
+}
 
 }  // namespace kvoffload::detail

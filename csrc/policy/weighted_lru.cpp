@@ -41,7 +41,7 @@ class WeightedLruPolicy final : public EvictionPolicy {
         links_(num_blocks),
         stamp_(num_blocks, 0),
         frequency_(num_blocks, 0),
-        lists_{make_lists(&links_)} {
+        lists_{make_lists<kLevels>(&links_)} {
     KVO_EXPECTS(rebase_period >= 1, "weighted: rebase period must be positive");
   }
 
@@ -142,18 +142,6 @@ class WeightedLruPolicy final : public EvictionPolicy {
   }
 
  private:
-  static std::array<IntrusiveList, kLevels> make_lists(std::vector<Links>* links) {
-    return {IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links},
-            IntrusiveList{links}};
-  }
-
   [[nodiscard]] std::uint64_t priority(SlotId slot, int level) const noexcept {
     return stamp_[slot] + step_ * static_cast<std::uint64_t>(level);
   }

@@ -758,31 +758,19 @@ TEST(DensityPolicy, FactorySpecBuildsAndBadOptionsNameTheProblem) {
   EXPECT_EQ(declined[0], 0u);
   EXPECT_GT(declined[1], 0u);
 
-  auto error_of = [](const char* spec) -> std::string {
-    try {
-      (void)make_manager(spec, 16, 64);
-    } catch (const std::logic_error& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "spec '" << spec << "' was accepted";
-    return {};
-  };
-  auto expect_contains = [](const std::string& text, const std::string& part) {
-    EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-  };
-  std::string e = error_of("density:horizon=0");
+  std::string e = spec_error("density:horizon=0");
   expect_contains(e, "horizon");
   expect_contains(e, "got '0'");
   expect_contains(e, "'density:horizon=0'");
-  e = error_of("density:horizon=2000");
+  e = spec_error("density:horizon=2000");
   expect_contains(e, "[1, 1024]");
   expect_contains(e, "got '2000'");
-  e = error_of("density:horizon=abc");
+  e = spec_error("density:horizon=abc");
   expect_contains(e, "'horizon' needs a number, got 'abc'");
   expect_contains(e, "'density:horizon=abc'");
-  e = error_of("density:admission=2");
+  e = spec_error("density:admission=2");
   expect_contains(e, "'admission' needs 0 or 1, got '2'");
-  e = error_of("density:bogus=1");
+  e = spec_error("density:bogus=1");
   expect_contains(e, "unknown option 'bogus' for 'density'");
   expect_contains(e, "horizon=H");
   EXPECT_THROW((void)make_density_manager(16, 64, {.horizon = std::nan("")}), std::logic_error);

@@ -14,20 +14,6 @@
 namespace kvoffload::testing {
 namespace {
 
-std::string error_of(std::string_view spec, std::size_t num_blocks = 16) {
-  try {
-    (void)make_manager(spec, num_blocks, 64);
-  } catch (const logic_error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "spec '" << spec << "' was accepted";
-  return {};
-}
-
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-}
-
 TEST(Factory, EveryListedPolicyBuildsAndStores) {
   const auto specs = policy_specs();
   for (const char* name : {"lru", "arc", "weighted", "tiered:instant=1"}) {
@@ -119,58 +105,58 @@ TEST(Factory, TheOldOverloadStillBuildsLruAndArc) {
 }
 
 TEST(Factory, ErrorsNameTheOffendingPart) {
-  std::string e = error_of("lfu");
+  std::string e = spec_error("lfu");
   expect_contains(e, "unknown policy 'lfu'");
   expect_contains(e, "lru, arc, weighted");
 
-  e = error_of("weighted:frequency_weigth=0.5");
+  e = spec_error("weighted:frequency_weigth=0.5");
   expect_contains(e, "unknown option 'frequency_weigth' for 'weighted'");
   expect_contains(e, "frequency_weight=W");
 
-  e = error_of("weighted:frequency_weight=abc");
+  e = spec_error("weighted:frequency_weight=abc");
   expect_contains(e, "'frequency_weight' needs a number, got 'abc'");
 
-  e = error_of("weighted:frequency_weight=-1");
+  e = spec_error("weighted:frequency_weight=-1");
   expect_contains(e, "frequency_weight");
   expect_contains(e, "-1");
 
-  e = error_of("lru:size=4");
+  e = spec_error("lru:size=4");
   expect_contains(e, "unknown option 'size' for 'lru' (it takes none)");
 
-  e = error_of("lru+fliter");
+  e = spec_error("lru+fliter");
   expect_contains(e, "unknown decorator 'fliter'");
   expect_contains(e, "filter, mutex, sharded");
 
-  e = error_of("lru+filter:threshold");
+  e = spec_error("lru+filter:threshold");
   expect_contains(e, "'threshold' in 'filter' is not of the form key=value");
 
-  e = error_of("lru+filter:threshold=two");
+  e = spec_error("lru+filter:threshold=two");
   expect_contains(e, "'threshold' needs a non-negative integer, got 'two'");
 
-  e = error_of("lru+filter+filter");
+  e = spec_error("lru+filter+filter");
   expect_contains(e, "decorator 'filter' given twice");
 
-  e = error_of("lru+mutex+sharded");
+  e = spec_error("lru+mutex+sharded");
   expect_contains(e, "mutex and sharded exclude each other");
 
-  e = error_of("lru++mutex");
+  e = spec_error("lru++mutex");
   expect_contains(e, "empty policy or decorator name");
 
-  e = error_of("");
+  e = spec_error("");
   expect_contains(e, "empty");
 
-  e = error_of("lru+sharded:shards=0");
+  e = spec_error("lru+sharded:shards=0");
   expect_contains(e, "shards");
   expect_contains(e, "got 0");
 
-  e = error_of("lru+sharded:shards=32", 8);
+  e = spec_error("lru+sharded:shards=32", 8);
   expect_contains(e, "num_blocks 8");
 
-  e = error_of("lru", 0);
+  e = spec_error("lru", 0);
   expect_contains(e, "num_blocks");
 
   // Every message quotes the whole spec it rejects.
-  expect_contains(error_of("arc+filter:max_tracker=x"), "'arc+filter:max_tracker=x'");
+  expect_contains(spec_error("arc+filter:max_tracker=x"), "'arc+filter:max_tracker=x'");
 }
 
 TEST(Factory, ConfigErrorsNameTheField) {

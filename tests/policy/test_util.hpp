@@ -6,11 +6,15 @@
 
 #include "policy/manager_core.hpp"
 
+#include <kvoffload/error.hpp>
+#include <kvoffload/factory.hpp>
 #include <kvoffload/offloading_manager.hpp>
 
 #include <gtest/gtest.h>
 
 #include <initializer_list>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace kvoffload::testing {
@@ -40,6 +44,21 @@ inline Ids store(OffloadingManager& manager, const Hashes& hashes) {
 /// The comparable part of ManagerStats (gauges and the counters every manager keeps).
 inline std::vector<std::size_t> gauges(const ManagerStats& s) {
   return {s.capacity, s.pending, s.ready, s.pinned, s.evictable, s.free_slots};
+}
+
+/// The message make_manager(spec) throws; a test failure if it accepts the spec.
+inline std::string spec_error(std::string_view spec, std::size_t num_blocks = 16) {
+  try {
+    (void)make_manager(spec, num_blocks, 64);
+  } catch (const logic_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "spec '" << spec << "' was accepted";
+  return {};
+}
+
+inline void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
 }
 
 }  // namespace kvoffload::testing
