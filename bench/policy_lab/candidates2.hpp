@@ -338,6 +338,7 @@ struct KHD : Policy {
   u64 T = 0, M = 0, nextRecalc = 0, nextDecay = 0;
   u64 nrej      = 0;
   bool reqClock = getenv("REQCLOCK") != nullptr;
+  bool revTouch = getenv("REVTOUCH") != nullptr;
   double delta  = getenv("DELTA") ? atof(getenv("DELTA")) : 0;
   int smooth    = getenv("SMOOTH") ? atoi(getenv("SMOOTH")) : 0;
   double alpha  = getenv("ALPHA") ? atof(getenv("ALPHA")) : 0;
@@ -470,7 +471,8 @@ struct KHD : Policy {
     for (int i = 0; i < nh; ++i)
       cl[i] = classify(fq(h[i]), nh - 1 - i, cont);
     if (reqClock) T += 24;
-    for (int i = 0; i < nh; ++i) {
+    for (int j = 0; j < nh; ++j) {
+      int i = revTouch ? nh - 1 - j : j;
       int x = h[i];
       if (!reqClock) ++T;
       if (sampled(x)) {

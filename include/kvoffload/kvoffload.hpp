@@ -6,6 +6,7 @@
 
 #include <kvoffload/async_manager.hpp>
 #include <kvoffload/concurrent_manager.hpp>
+#include <kvoffload/density_manager.hpp>
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 #include <kvoffload/filter_manager.hpp>
@@ -14,5 +15,4 @@
 #include <kvoffload/transfer/transfer.hpp>
 #include <kvoffload/types.hpp>
 #include <kvoffload/version.hpp>
-#include <kvoffload/density_manager.hpp>
 #include <kvoffload/weighted_lru.hpp>

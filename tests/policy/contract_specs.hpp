@@ -10,14 +10,13 @@
 
 namespace kvoffload::testing {
 
-inline const std::vector<std::string> kContractSpecs{
-    "lru",
-    "arc",
-    "weighted",
-    "weighted:frequency_weight=0",
-    "density",
-    "density:admission=0",
-    "lru+mutex",
-    "arc+sharded:shards=1"};
+inline const std::vector<std::string> kContractSpecs{"lru",
+                                                     "arc",
+                                                     "weighted",
+                                                     "weighted:frequency_weight=0",
+                                                     "density",
+                                                     "density:admission=0",
+                                                     "lru+mutex",
+                                                     "arc+sharded:shards=1"};
 
 }  // namespace kvoffload::testing
