@@ -342,6 +342,7 @@ struct KHD : Policy {
   double delta  = getenv("DELTA") ? atof(getenv("DELTA")) : 0;
   int smooth    = getenv("SMOOTH") ? atoi(getenv("SMOOTH")) : 0;
   double alpha  = getenv("ALPHA") ? atof(getenv("ALPHA")) : 0;
+  double theta  = getenv("THETA") ? atof(getenv("THETA")) : 0;
   bool bothEnds = getenv("BOTHENDS") != nullptr;
   double missC[NC]{}, missG[NC]{}, hitC[NC]{};
   ~KHD() {
@@ -513,11 +514,20 @@ struct KHD : Policy {
   }
   double score(int x) const { return hd[L->in(x)][bin(T - last[x])]; }
   int victim(double& best) const {
-    int v = -1;
-    best  = 1e300;
+    int v      = -1;
+    best       = 1e300;
+    u64 oldest = UINT64_MAX;
+    if (theta > 0)
+      for (int a = 0; a < NC; ++a)
+        for (int x = L->first(a); x >= 0; x = L->next(x)) {
+          if (ctx->prot(x)) continue;
+          oldest = min<u64>(oldest, last[x]);
+          break;
+        }
     for (int a = 0; a < NC; ++a)
       for (int x = L->first(a); x >= 0; x = L->next(x)) {
         if (ctx->prot(x)) continue;
+        if (theta > 0 && double(T - last[x]) < theta * double(T - oldest)) break;
         double s = score(x);
         if (s < best) {
           best = s;
