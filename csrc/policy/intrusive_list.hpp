@@ -79,6 +79,21 @@ class IntrusiveList {
     size_         = 0;
   }
 
+  /// For invariant checks: walks the list front to back, calling visit(id) on each id, and
+  /// returns whether its links hold (every id's prev is the id before it, the count is size()
+  /// and back() is the last id). The caller throws in its own words.
+  template <class Visit>
+  [[nodiscard]] bool check(Visit&& visit) const {
+    std::size_t n          = 0;
+    std::uint32_t previous = kNil;
+    for (std::uint32_t id = head_; id != kNil; id = next(id)) {
+      if ((*links_)[id].prev != previous || ++n > size_) return false;
+      visit(id);
+      previous = id;
+    }
+    return n == size_ && tail_ == previous;
+  }
+
  private:
   std::vector<Links>* links_;
   std::uint32_t head_{kNil};

@@ -38,16 +38,13 @@ class LruPolicy final : public EvictionPolicy {
   }
 
   void check_invariants(const SlotView& view, std::size_t resident) const override {
-    std::size_t count = 0;
-    SlotId previous   = kNil;
-    for (SlotId slot = order_.front(); slot != kNil; slot = order_.next(slot)) {
-      if (view[slot].state == SlotState::kFree || links_[slot].prev != previous ||
-          ++count > resident) {
-        throw std::logic_error("kvoffload invariant broken: LRU list corrupt");
+    const bool linked = order_.check([&](SlotId slot) {
+      if (view[slot].state == SlotState::kFree) {
+        throw std::logic_error("kvoffload invariant broken: LRU list holds a free slot");
       }
-      previous = slot;
-    }
-    if (count != resident || order_.size() != resident || order_.back() != previous) {
+    });
+    if (!linked) throw std::logic_error("kvoffload invariant broken: LRU list corrupt");
+    if (order_.size() != resident) {
       throw std::logic_error("kvoffload invariant broken: LRU list does not hold every block");
     }
   }

@@ -113,24 +113,18 @@ class WeightedLruPolicy final : public EvictionPolicy {
     };
     std::size_t total = 0;
     for (int l = 0; l < kLevels; ++l) {
-      std::size_t n      = 0;
-      SlotId previous    = kNil;
       std::uint32_t last = 0;
-      for (SlotId slot = lists_[l].front(); slot != kNil; slot = lists_[l].next(slot)) {
-        if (view[slot].state == SlotState::kFree || links_[slot].prev != previous ||
-            ++n > lists_[l].size()) {
-          fail("list corrupt");
-        }
+      const bool linked  = lists_[l].check([&](SlotId slot) {
+        if (view[slot].state == SlotState::kFree) fail("free slot in a list");
         if (level_of(frequency_[slot]) != l) fail("block in the list of another level");
         if (stamp_[slot] < last || stamp_[slot] > clock_) fail("stamps out of order");
         if (view[slot].state == SlotState::kPending && frequency_[slot] != 0) {
           fail("pending block with a frequency");
         }
-        last     = stamp_[slot];
-        previous = slot;
-      }
-      if (n != lists_[l].size() || lists_[l].back() != previous) fail("list size drifted");
-      total += n;
+        last = stamp_[slot];
+      });
+      if (!linked) fail("list corrupt");
+      total += lists_[l].size();
     }
     if (total != resident) fail("lists do not hold every block");
   }
