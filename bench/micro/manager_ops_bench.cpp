@@ -70,5 +70,8 @@ BENCHMARK_CAPTURE(store_evicting, lru, std::string{"lru"})->Arg(1 << 12)->Arg(1 
 BENCHMARK_CAPTURE(store_evicting, arc, std::string{"arc"})->Arg(1 << 12)->Arg(1 << 20);
 BENCHMARK_CAPTURE(lookup_touch_hits, lru, std::string{"lru"})->Arg(1 << 12)->Arg(1 << 20);
 BENCHMARK_CAPTURE(lookup_touch_hits, arc, std::string{"arc"})->Arg(1 << 12)->Arg(1 << 20);
+// density: stores without a touch (each is its own reference); admission may decline some.
+BENCHMARK_CAPTURE(store_evicting, density, std::string{"density"})->Arg(1 << 12)->Arg(1 << 20);
+BENCHMARK_CAPTURE(lookup_touch_hits, density, std::string{"density"})->Arg(1 << 12)->Arg(1 << 20);
 
 BENCHMARK_MAIN();
