@@ -22,6 +22,13 @@ namespace kvoffload {
 namespace detail {
 namespace {
 
+template <std::size_t N>
+constexpr std::array<SlotId, N> make_filled(SlotId value) {
+  std::array<SlotId, N> a{};
+  a.fill(value);
+  return a;
+}
+
 constexpr double kMaxHorizon           = 1024.0;
 constexpr std::uint64_t kMinReferences = 4096;                    // horizon floor, references
 constexpr std::uint64_t kMaxReferences = std::uint64_t{1} << 30;  // horizon cap, references
@@ -110,7 +117,14 @@ class DensityPolicy final : public EvictionPolicy {
     const RefClass cls = class_of(hash);
     class_[slot]       = cls;
     stamp_[slot]       = stamp_now();
-    lists_[cls].push_back(slot);
+    // A store's new blocks of one class share a stamp: link each before the one stored before
+    // it, so the block nearest the prefix is the newest and the chain is cut from its tail.
+    if (run_[cls] != kNil && stamp_[run_[cls]] == stamp_[slot]) {
+      lists_[cls].insert_before(slot, run_[cls]);
+    } else {
+      lists_[cls].push_back(slot);
+    }
+    run_[cls] = slot;
   }
 
   void admit(std::span<const BlockHash> fresh,
@@ -160,6 +174,7 @@ class DensityPolicy final : public EvictionPolicy {
 
   void evict(std::span<const SlotId> victims, const SlotView&) override {
     ++epoch_;
+    run_.fill(kNil);  // a store commits: its inserts follow
     for (SlotId slot : victims)
       lists_[class_[slot]].remove(slot);
   }
@@ -353,6 +368,8 @@ class DensityPolicy final : public EvictionPolicy {
   std::uint64_t now_{0};
   std::uint64_t base_{0};
   std::uint32_t request_start_{1};  // stamps >= this: touched by the last touch call
+  // Per class, this store's last insert (see on_insert); reset when a store commits.
+  std::array<SlotId, kRefClasses> run_ = make_filled<kRefClasses>(kNil);
   std::vector<Links> links_;
   std::vector<std::uint32_t> stamp_;
   std::vector<std::uint8_t> class_;

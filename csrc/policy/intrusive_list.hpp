@@ -45,6 +45,20 @@ class IntrusiveList {
     ++size_;
   }
 
+  /// Link `id` just before `pos` (which is in this list).
+  void insert_before(std::uint32_t id, std::uint32_t pos) noexcept {
+    Links& l = (*links_)[id];
+    Links& p = (*links_)[pos];
+    l.prev   = p.prev;
+    l.next   = pos;
+    if (p.prev != kNil) {
+      (*links_)[p.prev].next = id;
+    } else {
+      head_ = id;
+    }
+    p.prev = id;
+    ++size_;
+  }
   void remove(std::uint32_t id) noexcept {
     Links& l = (*links_)[id];
     if (l.prev != kNil) {

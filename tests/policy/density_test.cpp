@@ -522,6 +522,21 @@ TEST(DensityPolicy, DeclinesALowDensityBlockWhenTheCacheIsFullOfDenseOnes) {
   }
 }
 
+TEST(DensityPolicy, ARequestsChainIsCutFromItsTail) {
+  // Before any estimate every class has the same density, so victims go by stamp, then class
+  // (kNewLast, kNewSecondLast, then the deep ones). The deep blocks of one store share a stamp;
+  // the deepest must leave first so the next turn still finds the longest prefix.
+  auto m           = density(5, {.admission = false});
+  const Hashes one = {11, 12, 13, 14, 15};  // 11-13 kNewDeep, 14 kNewSecondLast, 15 kNewLast
+  ASSERT_TRUE(serve(*m, one).out);
+  ASSERT_EQ(m->stats().ready, 5u);
+  const Served two = serve(*m, {21, 22, 23});
+  ASSERT_TRUE(two.out);
+  EXPECT_EQ(two.out->block_hashes_evicted, (Hashes{15, 14, 13}));
+  EXPECT_EQ(m->lookup(one), 2u);  // 11 and 12: the prefix survives whole
+  expect_invariants(*m);
+}
+
 TEST(DensityPolicy, BlocksOfTheLastTouchAreEvictedLast) {
   // Admission off: every new block is stored, so the victims show the order alone. With a
   // rebase period of 64 the clock is rebased in the middle of the third turn's touch (after

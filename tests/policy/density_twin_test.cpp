@@ -60,7 +60,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
       ++now_;
       model_.observe(hashes[i], classes[i], now_);
       sketch_.increment(cells[i], counts[i]);
-      if (slots[i] != detail::kNil) blocks_[slots[i]] = {classes[i], now_, ++sequence_};
+      if (slots[i] != detail::kNil) blocks_[slots[i]] = {classes[i], now_, sequence_ += kSpacing};
     }
   }
   void on_touch(SlotId, bool) override {}
@@ -70,7 +70,16 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
       request_start_ = now_ + 1;
       request_.clear();
     }
-    blocks_[slot] = {class_of(hash), now_, ++sequence_};
+    // A store's new blocks of one class with one stamp: each goes just before the previous one
+    // in its class's order (the block nearest the prefix ends newest).
+    const RefClass cls = class_of(hash);
+    const auto run     = run_.find(cls);
+    if (run != run_.end() && blocks_.at(run->second).stamp == now_) {
+      blocks_[slot] = {cls, now_, blocks_.at(run->second).sequence - 1};
+    } else {
+      blocks_[slot] = {cls, now_, sequence_ += kSpacing};
+    }
+    run_[cls] = slot;
   }
 
   void admit(std::span<const BlockHash> fresh,
@@ -108,6 +117,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
   }
 
   void evict(std::span<const SlotId> victims, const detail::SlotView&) override {
+    run_.clear();  // a store commits; its inserts follow
     for (SlotId s : victims)
       blocks_.erase(s);
   }
@@ -121,7 +131,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
   struct Block {
     RefClass cls;
     std::uint64_t stamp;
-    std::uint64_t sequence;  // order of arrival in its class list
+    std::uint64_t sequence;  // position in its class's order (smaller = nearer the front)
   };
 
   RefClass class_of(BlockHash hash) const {
@@ -154,6 +164,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
     return std::make_pair(std::get<3>(*best), std::get<0>(*best));
   }
 
+  static constexpr std::uint64_t kSpacing = 1U << 20;  // room for runs inserted before a block
   bool admission_;
   CountMinSketch sketch_;
   HitDensityModel model_;
@@ -162,6 +173,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
   std::uint64_t sequence_{0};
   std::map<BlockHash, RefClass> request_;
   std::map<SlotId, Block> blocks_;
+  std::map<RefClass, SlotId> run_;
 };
 
 std::unique_ptr<OffloadingManager> fast(std::size_t n, bool admission) {
