@@ -15,6 +15,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -107,14 +108,16 @@ class DensityPolicy final : public EvictionPolicy {
 
   void on_insert(SlotId slot, BlockHash hash) override {
     ++epoch_;
-    if (!in_request(hash)) {
+    std::optional<RefClass> touched = request_class(hash);
+    if (!touched) {
       // Stored without being touched first: not part of the last touch's request, so neither
       // it nor that request's blocks keep the protection (one clock tick marks the boundary).
       tick();
       request_start_ = stamp_now() + 1;
       forget_request();
+      touched = untouched_class(hash);
     }
-    const RefClass cls = class_of(hash);
+    const RefClass cls = *touched;
     class_[slot]       = cls;
     stamp_[slot]       = stamp_now();
     // A store's new blocks of one class share a stamp: link each before the one stored before
@@ -136,7 +139,6 @@ class DensityPolicy final : public EvictionPolicy {
     plan_epoch_ = epoch_;
     VictimWalk walk{*this, view};
     for (std::size_t i = 0; i < fresh.size(); ++i) {
-      admitted[i] = true;
       if (free_slots > 0) {
         --free_slots;
         continue;
@@ -340,27 +342,24 @@ class DensityPolicy final : public EvictionPolicy {
       if (e.hash == hash) return;  // a repeat keeps its first class
     }
   }
-  [[nodiscard]] bool in_request(BlockHash hash) const noexcept {
-    if (request_.empty()) return false;
+  /// The class the last touch gave `hash`, if it named it.
+  [[nodiscard]] std::optional<RefClass> request_class(BlockHash hash) const noexcept {
+    if (request_.empty()) return std::nullopt;
     const std::size_t mask = request_.size() - 1;
     for (std::size_t i = mix_hash(hash) & mask;; i = (i + 1) & mask) {
       const RequestEntry& e = request_[i];
-      if (e.generation != generation_) return false;
-      if (e.hash == hash) return true;
+      if (e.generation != generation_) return std::nullopt;
+      if (e.hash == hash) return e.cls;
     }
   }
   void forget_request() noexcept { begin_request(0); }
-  [[nodiscard]] RefClass class_of(BlockHash hash) const noexcept {
-    if (!request_.empty()) {
-      const std::size_t mask = request_.size() - 1;
-      for (std::size_t i = mix_hash(hash) & mask;; i = (i + 1) & mask) {
-        const RequestEntry& e = request_[i];
-        if (e.generation != generation_) break;
-        if (e.hash == hash) return e.cls;
-      }
-    }
-    // Stored without a touch: no request position is known.
+  /// The class of a hash stored without a touch: no request position is known.
+  [[nodiscard]] RefClass untouched_class(BlockHash hash) const noexcept {
     return reference_class(sketch_.estimate(hash), 2, false);
+  }
+  [[nodiscard]] RefClass class_of(BlockHash hash) const noexcept {
+    const std::optional<RefClass> touched = request_class(hash);
+    return touched ? *touched : untouched_class(hash);
   }
 
   bool admission_;

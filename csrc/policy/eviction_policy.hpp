@@ -10,7 +10,6 @@
 
 #include <kvoffload/types.hpp>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -74,17 +73,15 @@ class EvictionPolicy {
 
   /**
    * @brief Admission: prepare_store's new hashes (distinct, in call order), before victims are
-   * chosen, with `free_slots` slots free. Returns for each hash whether to store it
-   * (`admitted`, same length); declined hashes are left out of the store, which is not an
-   * error. Must not change the policy's state: the store may still be abandoned, and
-   * select_victims must then pick the victims this decision assumed. Default: admit all.
+   * chosen, with `free_slots` slots free. `admitted` (same length) arrives all true; set an
+   * entry false to leave that hash out of the store, which is not an error. Must not change
+   * the policy's state: the store may still be abandoned, and select_victims must then pick
+   * the victims this decision assumed. Default: admit all.
    */
   virtual void admit(std::span<const BlockHash> /*fresh*/,
                      std::size_t /*free_slots*/,
                      const SlotView& /*view*/,
-                     std::vector<bool>& admitted) const {
-    std::fill(admitted.begin(), admitted.end(), true);
-  }
+                     std::vector<bool>& /*admitted*/) const {}
 
   /**
    * @brief Append `count` victims to `out`, in eviction order, each with view.evictable().

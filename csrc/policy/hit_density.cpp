@@ -125,12 +125,12 @@ void HitDensityModel::update(std::uint64_t now) {
       pending_[s.cls * bins_ + static_cast<std::size_t>(age_bin(age))] += 1.0;
     }
   }
-  estimate(pending_);
+  estimate();
   next_update_ = now + options_.update_interval;
   ++updates_;
 }
 
-void HitDensityModel::estimate(const std::vector<double>& pending) {
+void HitDensityModel::estimate() {
   // Kaplan-Meier per class: hazard of reuse in bin b = reuses in b / references that reached
   // age bin_start(b) (reused there or later, expired, or still waiting at that age or older).
   // Sparse bins (old ages, rare classes) shrink towards the hazard of all classes pooled, with
@@ -141,7 +141,7 @@ void HitDensityModel::estimate(const std::vector<double>& pending) {
   for (std::size_t c = 0; c < kRefClasses; ++c) {
     double at_risk = expired_[c];
     for (std::size_t b = bins_; b-- > 0;) {
-      at_risk += reused_[c * bins_ + b] + pending[c * bins_ + b];
+      at_risk += reused_[c * bins_ + b] + pending_[c * bins_ + b];
       risk_[c * bins_ + b] = at_risk;
       pool_reused[b] += reused_[c * bins_ + b];
       pool_risk[b] += at_risk;

@@ -120,7 +120,7 @@ class HitDensityModel {
   }
 
   void add_sample(BlockHash hash, RefClass cls, std::uint64_t now);
-  void estimate(const std::vector<double>& pending);
+  void estimate();  // densities from reused_, expired_ and pending_
 
   Options options_;
   std::size_t bins_;

@@ -88,7 +88,6 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
              std::vector<bool>& admitted) const override {
     std::vector<SlotId> taken;
     for (std::size_t i = 0; i < fresh.size(); ++i) {
-      admitted[i] = true;
       if (free_slots > 0) {
         --free_slots;
         continue;
