@@ -69,6 +69,8 @@ class DensityPolicy final : public EvictionPolicy {
   }
 
   const char* name() const noexcept override { return "density"; }
+  // admit() also plans the victims select_victims reuses, so it runs even without admission.
+  Hooks hooks() const noexcept override { return {.touch_request = true, .admission = true}; }
 
   void on_touch_request(std::span<const BlockHash> hashes, std::span<const SlotId> slots) override {
     const std::size_t n = hashes.size();

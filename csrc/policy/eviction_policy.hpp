@@ -63,6 +63,16 @@ class EvictionPolicy {
   /// A touched hash that is not resident (ghost bookkeeping, frequency sketches).
   virtual void on_touch_absent(BlockHash /*hash*/) {}
 
+  /// The optional hooks a policy overrides. The core calls only these and skips the
+  /// bookkeeping of the others (the slot copy for on_touch_request, the admission pass).
+  /// Queried once, when the core is built: a policy that overrides on_touch_request or admit
+  /// must say so here, or the override is never called.
+  struct Hooks {
+    bool touch_request{false};  ///< on_touch_request
+    bool admission{false};      ///< admit
+  };
+  [[nodiscard]] virtual Hooks hooks() const noexcept { return {}; }
+
   /**
    * @brief A touch call, once, before its per-hash on_touch / on_touch_absent calls: the
    * hashes in request order and their slots (kNil where absent). For policies that learn from

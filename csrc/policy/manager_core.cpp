@@ -36,6 +36,7 @@ CoreManager::CoreManager(const CoreConfig& config, std::unique_ptr<EvictionPolic
       index_{config.num_blocks, slots_.data(), sizeof(SlotMeta), config.index_buckets_per_slot} {
   KVO_EXPECTS(policy_ != nullptr, "a policy is required");
   KVO_EXPECTS(config.index_buckets_per_slot >= 2, "index_buckets_per_slot must be at least 2");
+  hooks_ = policy_->hooks();
 }
 
 SlotId CoreManager::allocate_slot() noexcept {
@@ -122,12 +123,14 @@ LoadStoreSpec CoreManager::prepare_load(std::span<const BlockHash> hashes) {
 void CoreManager::touch(std::span<const BlockHash> hashes) {
   // Last to first, so the first hash (the prefix head) ends up most recent.
   const Resolved slot_of = resolve(hashes);
-  found_.resize(hashes.size());
-  for (std::size_t i = 0; i < hashes.size(); ++i)
-    found_[i] = slot_of[i];
-  policy_->on_touch_request(hashes, found_);
+  if (hooks_.touch_request) {
+    found_.resize(hashes.size());
+    for (std::size_t i = 0; i < hashes.size(); ++i)
+      found_[i] = slot_of[i];
+    policy_->on_touch_request(hashes, found_);
+  }
   for (std::size_t i = hashes.size(); i-- > 0;) {
-    const SlotId slot = found_[i];
+    const SlotId slot = slot_of[i];
     if (slot == kNil) {
       policy_->on_touch_absent(hashes[i]);
     } else {
@@ -211,7 +214,7 @@ std::optional<PrepareStoreOutput> CoreManager::prepare_store(std::span<const Blo
 
   // Admission: the policy may decline some new blocks (committed below, with the store).
   std::size_t declined = 0;
-  if (!fresh.empty()) {
+  if (hooks_.admission && !fresh.empty()) {
     admitted_.assign(fresh.size(), true);
     policy_->admit(fresh, free_count(), SlotView{slots_.data()}, admitted_);
     std::size_t kept = 0;

@@ -82,6 +82,7 @@ class CoreManager final : public OffloadingManager {
 
   CoreConfig config_;
   std::unique_ptr<EvictionPolicy> policy_;
+  EvictionPolicy::Hooks hooks_{};
   std::vector<SlotMeta> slots_;  // fixed size: index_ reads hashes through its data()
   FlatIndex index_;
   // Freed slots form a stack threaded through SlotMeta::refs of free slots (no extra memory).

@@ -39,6 +39,7 @@ class BruteDensityPolicy final : public detail::EvictionPolicy {
         model_{{.horizon = kHorizon, .sample_shift = 0, .update_interval = kInterval}} {}
 
   const char* name() const noexcept override { return "brute-density"; }
+  Hooks hooks() const noexcept override { return {.touch_request = true, .admission = true}; }
 
   void on_touch_request(std::span<const BlockHash> hashes, std::span<const SlotId> slots) override {
     if (hashes.empty()) return;
