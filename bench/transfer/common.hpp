@@ -13,7 +13,8 @@
 namespace kvoffload::bench {
 
 inline constexpr std::size_t kLayers = 32;
-/// Chunk sizes of the bandwidth table; 656 bytes is SGLang's failing item size (unaligned).
+/// Chunk sizes of the bandwidth table; 656 bytes is SGLang's failing item size (a multiple of
+/// 16 but of no larger power of two; the GPU table adds 1000 bytes, which is not).
 inline const std::vector<std::size_t> kChunkSizes{656, 4096, 16384, 65536, 262144};
 
 inline double now_seconds() {

@@ -27,7 +27,7 @@ void expect_logic_error(F&& f, const std::string& needle) {
 }
 
 TEST(KvLayout, FlashAttentionArithmetic) {
-  // 2 layers, K and V each: chunk 656 bytes (not a multiple of 16), stride 1024.
+  // 2 layers, K and V each: chunk 656 bytes (SGLang's item; not a power of two), stride 1024.
   std::vector<KvTensor> tensors{{at(0x10000), 1024, 656, 0},
                                 {at(0x20000), 1024, 656, 0},
                                 {at(0x30000), 1024, 656, 1},
