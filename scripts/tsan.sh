@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the host code with ThreadSanitizer (build-tsan/) and runs the concurrency tests: the
-# thread-safe wrapper (one mutex and sharded) and the async front end, stress tests included.
+# thread-safe wrapper (one mutex and sharded) and the async front end, stress tests included;
+# the host transfer engine's worker threads; the Offloader over the host engine.
 # A data race fails the run (halt_on_error). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ JOBS="${JOBS:-$(nproc)}"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVOFFLOAD_SANITIZE=thread -DKVOFFLOAD_BUILD_TESTS=ON -DKVOFFLOAD_BUILD_BENCH=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90
-# Only the concurrency tests' executable (and the library) need building.
-cmake --build build-tsan -j"$JOBS" --target manager_concurrent_tests
+# Only these tests' executables (and the library) need building.
+cmake --build build-tsan -j"$JOBS" --target manager_concurrent_tests transfer_tests offloader_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-  ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R 'concurrent|Concurrent|Async'
+  ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R 'concurrent|Concurrent|Async|HostEngine|HostRoundTrip|Offloader'
