@@ -216,6 +216,7 @@ class CudaEngine final : public TransferEngine {
   }
 
   const KvLayout& layout() const noexcept override { return layout_; }
+  const HostSlots& host_slots() const noexcept override { return host_; }
 
  private:
   using JobMap = std::unordered_map<JobId, Job>;

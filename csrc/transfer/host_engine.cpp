@@ -111,6 +111,7 @@ class HostEngine final : public TransferEngine {
   }
 
   const KvLayout& layout() const noexcept override { return layout_; }
+  const HostSlots& host_slots() const noexcept override { return host_; }
 
  private:
   using JobMap = std::unordered_map<JobId, std::shared_ptr<HostJob>>;

@@ -91,6 +91,9 @@ class TransferEngine {
   /// The layout this engine was built for.
   [[nodiscard]] virtual const KvLayout& layout() const noexcept = 0;
 
+  /// The host slots this engine was built for.
+  [[nodiscard]] virtual const HostSlots& host_slots() const noexcept = 0;
+
  protected:
   TransferEngine() = default;
 };

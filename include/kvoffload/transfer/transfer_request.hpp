@@ -55,7 +55,7 @@ struct TransferRequest {
   /// Stores: the engine waits for this event (e.g. recorded on the compute stream) before it
   /// reads GPU blocks. Loads: waited before the GPU blocks are written. Null: no wait.
   cudaEvent_t wait_event{nullptr};
-  /// Loads: record one event per layer (TransferEngine::layer_events).
+  /// Loads: record one event per layer (TransferEngine::completion_events).
   bool per_layer_events{false};
 };
 
