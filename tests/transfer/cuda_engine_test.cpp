@@ -4,6 +4,7 @@
 #include "transfer/round_trip.hpp"
 
 #include <kvoffload/error.hpp>
+#include <kvoffload/offloader.hpp>
 #include <kvoffload/transfer/transfer.hpp>
 
 #include <cuda_runtime_api.h>
@@ -355,6 +356,50 @@ TEST_F(CudaEngineTest, PinnedHostPoolRegistersInChunks) {
   CUDA_OK(cudaMemcpy(pool.data(), device, pool.size(), cudaMemcpyDeviceToHost));
   EXPECT_EQ(pool.data()[pool.size() / 2], std::byte{0x3C});
   CUDA_OK(cudaFree(device));
+}
+
+// The Offloader over the CUDA engine: hashes in, bytes back, with per-layer load events and
+// the manager told only once the jobs finished.
+TEST_F(CudaEngineTest, OffloaderRoundTripOnTheDevice) {
+  const std::size_t k = 2;
+  const LayoutCase c  = testing::layout_cases(4, 1000, 40).front();  // 1000 B: not 16-aligned
+  DeviceSetup s{c, k, 8, 0};
+  s.engine.reset();  // the offloader builds its own engine over the same memory
+  const KvLayout layout{c.build(s.arena.data), c.num_blocks, k};
+  std::vector<std::byte> image(c.arena_bytes);
+  for (std::size_t i = 0; i < image.size(); ++i)
+    image[i] = static_cast<std::byte>((i * 131 + 7) >> 3);
+  CUDA_OK(cudaMemcpy(s.arena.data, image.data(), image.size(), cudaMemcpyHostToDevice));
+
+  auto offloader = make_offloader("lru", layout, s.slots);
+  ASSERT_FALSE(offloader->engine().is_host_fallback()) << offloader->engine().description();
+  const std::vector<BlockHash> hashes{501, 502, 503};
+  const std::vector<BlockId> from{3, 9, 14, 1, 30, 22};
+  const StoreTicket t = offloader->store(hashes, from);
+  ASSERT_EQ(t.outcome, StoreTicket::Outcome::kSubmitted);
+  for (const FinishedJob& f : offloader->wait_all())
+    ASSERT_TRUE(f.ok) << f.error;
+  ASSERT_EQ(offloader->lookup(hashes), 3U);
+
+  const std::vector<BlockId> to{39, 38, 37, 36, 35, 34};
+  const JobId load = offloader->load(hashes, to, {.per_layer_events = true});
+  EXPECT_EQ(offloader->completion_events(load).size(), 1 + layout.num_layers());
+  const FinishedJob done = offloader->wait(load);
+  ASSERT_TRUE(done.ok) << done.error;
+  EXPECT_EQ(offloader->manager().stats().pinned, 0U);
+
+  std::vector<std::byte> after(c.arena_bytes);
+  CUDA_OK(cudaMemcpy(after.data(), s.arena.data, after.size(), cudaMemcpyDeviceToHost));
+  for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
+    const KvTensor& tensor = layout.tensors()[t_i];
+    const std::size_t base = static_cast<std::size_t>(tensor.base - s.arena.data);
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      const std::size_t src = base + static_cast<std::size_t>(from[i]) * tensor.block_stride_bytes;
+      const std::size_t dst = base + static_cast<std::size_t>(to[i]) * tensor.block_stride_bytes;
+      ASSERT_EQ(std::memcmp(after.data() + dst, image.data() + src, tensor.chunk_bytes), 0)
+          << "tensor " << t_i << " block " << from[i] << " -> " << to[i];
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,401 @@
+// The Offloader: a manager and a transfer engine kept in step. A scripted engine (jobs finish
+// or fail when the test says, submits can be rejected) pins down the state rules; the host
+// engine checks that bytes make the round trip.
+#include "transfer/layouts.hpp"
+
+#include <kvoffload/error.hpp>
+#include <kvoffload/factory.hpp>
+#include <kvoffload/offloader.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace kvoffload {
+namespace {
+
+using transfer::Direction;
+using transfer::HostSlots;
+using transfer::JobId;
+using transfer::JobState;
+using transfer::JobStatus;
+using transfer::KvLayout;
+using transfer::TransferEngine;
+using transfer::TransferRequest;
+using Outcome = StoreTicket::Outcome;
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
+}
+
+// Jobs stay pending until finish(); submit() throws while `reject` is set.
+class ScriptedEngine final : public TransferEngine {
+ public:
+  ScriptedEngine(const KvLayout& layout, const HostSlots& host) : layout_{layout}, host_{host} {}
+
+  JobId submit(const TransferRequest& request) override {
+    KVO_EXPECTS(!reject, "scripted rejection");
+    requests.push_back(request);
+    states_[next_] = {JobState::kPending, transfer::Method::kStaged, ""};
+    return next_++;
+  }
+  JobStatus poll(JobId id) override {
+    auto it = states_.find(id);
+    KVO_EXPECTS(it != states_.end(), "job " + std::to_string(id) + " is unknown or retired");
+    JobStatus status = it->second;
+    if (status.state != JobState::kPending) states_.erase(it);
+    return status;
+  }
+  JobStatus wait(JobId id) override {
+    auto it = states_.find(id);
+    KVO_EXPECTS(it != states_.end(), "job " + std::to_string(id) + " is unknown or retired");
+    if (it->second.state == JobState::kPending) it->second.state = JobState::kDone;
+    if (wait_counter != nullptr) ++*wait_counter;
+    return poll(id);
+  }
+  std::vector<cudaEvent_t> completion_events(JobId id) override {
+    KVO_EXPECTS(states_.contains(id), "job " + std::to_string(id) + " is unknown or retired");
+    return {};
+  }
+  bool is_host_fallback() const noexcept override { return true; }
+  std::string description() const override { return "scripted"; }
+  const KvLayout& layout() const noexcept override { return layout_; }
+  const HostSlots& host_slots() const noexcept override { return host_; }
+
+  void finish(JobId id, bool ok) {
+    states_.at(id) = {ok ? JobState::kDone : JobState::kFailed,
+                      transfer::Method::kStaged,
+                      ok ? "" : "scripted failure"};
+  }
+
+  bool reject{false};
+  std::vector<TransferRequest> requests;
+  int* wait_counter{nullptr};
+
+ private:
+  KvLayout layout_;
+  HostSlots host_;
+  std::map<JobId, JobStatus> states_;
+  JobId next_{1};
+};
+
+constexpr std::size_t kGpuBlocks = 32;
+
+// A two-layer FlashAttention-style cache of 656-byte pages over a host arena.
+struct Cache {
+  std::vector<std::byte> arena;
+  std::vector<std::byte> host;
+  HostSlots slots;
+  std::unique_ptr<KvLayout> layout;
+
+  Cache(std::size_t host_slots, std::size_t k) {
+    const auto c = transfer::testing::layout_cases(2, 656, kGpuBlocks).front();
+    arena.resize(c.arena_bytes);
+    layout = std::make_unique<KvLayout>(c.build(arena.data()), kGpuBlocks, k);
+    host.resize(host_slots * layout->host_slot_bytes());
+    slots = {host.data(), layout->host_slot_bytes(), host_slots};
+  }
+};
+
+struct Scripted {
+  Cache cache;
+  ScriptedEngine* engine{nullptr};
+  std::unique_ptr<Offloader> offloader;
+
+  explicit Scripted(std::size_t slots, std::string_view spec = "lru", std::size_t k = 1)
+      : cache{slots, k} {
+    auto owned = std::make_unique<ScriptedEngine>(*cache.layout, cache.slots);
+    engine     = owned.get();
+    offloader  = std::make_unique<Offloader>(make_manager(spec, slots, 0), std::move(owned));
+  }
+  ManagerStats stats() const { return offloader->manager().stats(); }
+};
+
+std::vector<BlockId> ids(std::initializer_list<BlockId> list) {
+  return list;
+}
+
+TEST(Offloader, StoredBlocksAreNoHitUntilTheirJobIsReported) {
+  Scripted s{8};
+  const std::vector<BlockHash> hashes{11, 12, 13};
+  const StoreTicket ticket = s.offloader->store(hashes, ids({5, 6, 7}));
+  ASSERT_EQ(ticket.outcome, Outcome::kSubmitted);
+  EXPECT_EQ(ticket.stored, hashes);
+  ASSERT_EQ(s.engine->requests.size(), 1U);
+  EXPECT_EQ(s.engine->requests[0].direction, Direction::kStore);
+  EXPECT_EQ(s.engine->requests[0].gpu_blocks, ids({5, 6, 7}));
+  EXPECT_EQ(s.offloader->lookup(hashes), 0U);
+  EXPECT_EQ(s.stats().pending, 3U);
+
+  s.engine->finish(ticket.job, true);
+  EXPECT_EQ(s.offloader->lookup(hashes), 0U) << "confirmed only when poll() reports it";
+  const std::vector<FinishedJob> done = s.offloader->poll();
+  ASSERT_EQ(done.size(), 1U);
+  EXPECT_TRUE(done[0].ok);
+  EXPECT_EQ(done[0].job, ticket.job);
+  EXPECT_EQ(done[0].hashes, hashes);
+  EXPECT_EQ(s.offloader->lookup(hashes), 3U);
+  EXPECT_EQ(s.offloader->jobs_in_flight(), 0U);
+  EXPECT_TRUE(s.offloader->poll().empty()) << "a job is reported once";
+}
+
+TEST(Offloader, AFailedStoreDropsItsBlocksAndSaysWhy) {
+  Scripted s{8};
+  const std::vector<BlockHash> hashes{21, 22};
+  const StoreTicket ticket = s.offloader->store(hashes, ids({0, 1}));
+  s.engine->finish(ticket.job, false);
+  const std::vector<FinishedJob> done = s.offloader->poll();
+  ASSERT_EQ(done.size(), 1U);
+  EXPECT_FALSE(done[0].ok);
+  expect_contains(done[0].error, "scripted failure");
+  EXPECT_EQ(s.offloader->lookup(hashes), 0U);
+  const ManagerStats st = s.stats();
+  EXPECT_EQ(st.stores_failed, 2U);
+  EXPECT_EQ(st.pending, 0U);
+  EXPECT_EQ(st.free_slots, 8U);
+}
+
+TEST(Offloader, LoadedBlocksStayPinnedUntilTheLoadIsReported) {
+  Scripted s{2};
+  const std::vector<BlockHash> kept{1, 2};
+  s.engine->finish(s.offloader->store(kept, ids({0, 1})).job, true);
+  ASSERT_EQ(s.offloader->poll().size(), 1U);
+
+  const JobId load = s.offloader->load(kept, ids({9, 10}));
+  EXPECT_EQ(s.engine->requests.back().direction, Direction::kLoad);
+  EXPECT_EQ(s.engine->requests.back().gpu_blocks, ids({9, 10}));
+  EXPECT_EQ(s.stats().pinned, 2U);
+  // The host slots are being read: a store cannot evict them.
+  EXPECT_EQ(s.offloader->store(std::vector<BlockHash>{3}, ids({4})).outcome, Outcome::kNoRoom);
+  EXPECT_EQ(s.engine->requests.size(), 2U) << "no job for a store without room";
+
+  s.engine->finish(load, true);
+  const std::vector<FinishedJob> done = s.offloader->poll();
+  ASSERT_EQ(done.size(), 1U);
+  EXPECT_EQ(done[0].direction, Direction::kLoad);
+  EXPECT_EQ(s.stats().pinned, 0U);
+  const StoreTicket now = s.offloader->store(std::vector<BlockHash>{3}, ids({4}));
+  EXPECT_EQ(now.outcome, Outcome::kSubmitted);
+  EXPECT_EQ(now.evicted.size(), 1U);
+}
+
+TEST(Offloader, AFailedLoadStillUnpins) {
+  Scripted s{4};
+  const std::vector<BlockHash> hashes{7};
+  s.engine->finish(s.offloader->store(hashes, ids({0})).job, true);
+  (void)s.offloader->poll();
+  const JobId load = s.offloader->load(hashes, ids({3}));
+  s.engine->finish(load, false);
+  const FinishedJob done = s.offloader->wait(load);
+  EXPECT_FALSE(done.ok);
+  EXPECT_EQ(s.stats().pinned, 0U);
+  EXPECT_EQ(s.offloader->lookup(hashes), 1U) << "the host copy is still good";
+}
+
+TEST(Offloader, ARejectedStoreLeavesNothingPending) {
+  Scripted s{4};
+  s.engine->reject = true;
+  const std::vector<BlockHash> hashes{1, 2};
+  EXPECT_THROW((void)s.offloader->store(hashes, ids({0, 1})), logic_error);
+  ManagerStats st = s.stats();
+  EXPECT_EQ(st.pending, 0U);
+  EXPECT_EQ(st.free_slots, 4U);
+  EXPECT_EQ(s.offloader->jobs_in_flight(), 0U);
+  s.engine->reject = false;
+  EXPECT_EQ(s.offloader->store(hashes, ids({0, 1})).outcome, Outcome::kSubmitted);
+}
+
+TEST(Offloader, ARejectedLoadDropsItsPins) {
+  Scripted s{4};
+  const std::vector<BlockHash> hashes{1, 2};
+  s.engine->finish(s.offloader->store(hashes, ids({0, 1})).job, true);
+  (void)s.offloader->poll();
+  s.engine->reject = true;
+  EXPECT_THROW((void)s.offloader->load(hashes, ids({2, 3})), logic_error);
+  EXPECT_EQ(s.stats().pinned, 0U);
+  EXPECT_EQ(s.offloader->jobs_in_flight(), 0U);
+}
+
+TEST(Offloader, GpuBlockCountsAreCheckedBeforeTheManagerIsAsked) {
+  Scripted s{4, "lru", /*k=*/2};
+  const std::vector<BlockHash> hashes{1, 2};
+  try {
+    (void)s.offloader->store(hashes, ids({0, 1, 2}));
+    FAIL() << "a store with 3 GPU blocks for 2 hashes of 2 blocks each was accepted";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "2 hashes needs 4 GPU blocks (2 per hash), got 3");
+  }
+  EXPECT_EQ(s.stats().stores, 0U);
+  EXPECT_THROW((void)s.offloader->load(hashes, ids({0})), logic_error);
+  EXPECT_TRUE(s.engine->requests.empty());
+}
+
+TEST(Offloader, LoadingABlockThatIsNotReadyNamesIt) {
+  Scripted s{4};
+  (void)s.offloader->store(std::vector<BlockHash>{5}, ids({0}));  // pending
+  try {
+    (void)s.offloader->load(std::vector<BlockHash>{5}, ids({1}));
+    FAIL() << "a pending block was loaded";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "5");
+  }
+  EXPECT_THROW((void)s.offloader->load(std::vector<BlockHash>{6}, ids({1})), logic_error);
+  EXPECT_EQ(s.engine->requests.size(), 1U);
+}
+
+TEST(Offloader, EachStoredHashTakesItsOwnGpuBlocks) {
+  // k = 2; hash 2 is present already and 1 is repeated: the job copies 1 (its first
+  // position's blocks) and 3.
+  Scripted s{8, "lru", /*k=*/2};
+  s.engine->finish(s.offloader->store(std::vector<BlockHash>{2}, ids({20, 21})).job, true);
+  (void)s.offloader->poll();
+  const std::vector<BlockHash> hashes{1, 2, 1, 3};
+  const StoreTicket t = s.offloader->store(hashes, ids({10, 11, 12, 13, 14, 15, 16, 17}));
+  EXPECT_EQ(t.stored, (std::vector<BlockHash>{1, 3}));
+  EXPECT_EQ(s.engine->requests.back().gpu_blocks, ids({10, 11, 16, 17}));
+  EXPECT_EQ(s.engine->requests.back().host_slots.size(), 2U);
+}
+
+TEST(Offloader, AdmissionDeclinesAreNotCopied) {
+  // The reuse filter stores a hash on its second lookup: only 4 qualifies.
+  Scripted s{8, "lru+filter:threshold=2"};
+  (void)s.offloader->lookup(std::vector<BlockHash>{4});
+  (void)s.offloader->lookup(std::vector<BlockHash>{3, 4});
+  const StoreTicket t = s.offloader->store(std::vector<BlockHash>{3, 4}, ids({0, 1}));
+  ASSERT_EQ(t.outcome, Outcome::kSubmitted);
+  EXPECT_EQ(t.stored, (std::vector<BlockHash>{4}));
+  EXPECT_EQ(s.engine->requests.back().gpu_blocks, ids({1}));
+  const StoreTicket none = s.offloader->store(std::vector<BlockHash>{9}, ids({2}));
+  EXPECT_EQ(none.outcome, Outcome::kNothingToStore);
+  EXPECT_EQ(s.engine->requests.size(), 1U);
+}
+
+TEST(Offloader, PresentBlocksNeedNoJob) {
+  Scripted s{4};
+  const std::vector<BlockHash> hashes{1};
+  (void)s.offloader->store(hashes, ids({0}));
+  const StoreTicket again = s.offloader->store(hashes, ids({0}));  // pending counts as present
+  EXPECT_EQ(again.outcome, Outcome::kNothingToStore);
+  EXPECT_EQ(s.engine->requests.size(), 1U);
+}
+
+TEST(Offloader, JobsAreReportedOnceOldestFirst) {
+  Scripted s{8};
+  const JobId a = s.offloader->store(std::vector<BlockHash>{1}, ids({0})).job;
+  const JobId b = s.offloader->store(std::vector<BlockHash>{2}, ids({1})).job;
+  const JobId c = s.offloader->store(std::vector<BlockHash>{3}, ids({2})).job;
+  s.engine->finish(c, true);
+  s.engine->finish(a, true);
+  const std::vector<FinishedJob> done = s.offloader->poll();
+  ASSERT_EQ(done.size(), 2U);
+  EXPECT_EQ(done[0].job, a);
+  EXPECT_EQ(done[1].job, c);
+  EXPECT_THROW((void)s.offloader->wait(a), logic_error) << "a reported job is not running";
+  EXPECT_THROW((void)s.offloader->completion_events(a), logic_error);
+  EXPECT_TRUE(s.offloader->completion_events(b).empty());
+  const std::vector<FinishedJob> rest = s.offloader->wait_all();
+  ASSERT_EQ(rest.size(), 1U);
+  EXPECT_EQ(rest[0].job, b);
+  EXPECT_EQ(s.offloader->lookup(std::vector<BlockHash>{1, 2, 3}), 3U);
+}
+
+TEST(Offloader, TheDestructorWaitsForRunningJobs) {
+  Cache cache{4, 1};
+  int waits = 0;  // outlives the engine, which dies with the offloader
+  {
+    auto owned          = std::make_unique<ScriptedEngine>(*cache.layout, cache.slots);
+    owned->wait_counter = &waits;
+    Offloader offloader{make_manager("lru", 4, 0), std::move(owned)};
+    (void)offloader.store(std::vector<BlockHash>{1, 2}, ids({0, 1}));
+    (void)offloader.store(std::vector<BlockHash>{3}, ids({2}));
+    ASSERT_EQ(offloader.jobs_in_flight(), 2U);
+  }
+  EXPECT_EQ(waits, 2);
+}
+
+TEST(Offloader, RefusesAManagerLargerThanTheHostSlots) {
+  Cache cache{4, 1};
+  try {
+    Offloader offloader{make_manager("lru", 5, 0),
+                        std::make_unique<ScriptedEngine>(*cache.layout, cache.slots)};
+    FAIL() << "5 manager slots over 4 host slots were accepted";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "5 slots but the engine only 4 host slots");
+  }
+  EXPECT_THROW(Offloader(nullptr, std::make_unique<ScriptedEngine>(*cache.layout, cache.slots)),
+               logic_error);
+}
+
+TEST(MakeOffloader, RejectsTieredAndBadSpecsNamingThem) {
+  Cache cache{4, 1};
+  const transfer::TransferEngineOptions host_only{.force_host = true};
+  try {
+    (void)make_offloader("tiered:hot=0.5", *cache.layout, cache.slots, host_only);
+    FAIL() << "a tiered spec was accepted";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "tiered:hot=0.5");
+  }
+  try {
+    (void)make_offloader("lru+nonsense", *cache.layout, cache.slots, host_only);
+    FAIL() << "a bad spec was accepted";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "nonsense");
+  }
+}
+
+// Bytes: GPU blocks -> host slots -> other GPU blocks, through the host engine, k = 1 and 2.
+TEST(Offloader, HostEngineRoundTripIsExact) {
+  for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
+    SCOPED_TRACE("k " + std::to_string(k));
+    Cache cache{6, k};
+    std::mt19937_64 rng{42 + k};
+    for (auto& b : cache.arena)
+      b = static_cast<std::byte>(rng());
+    auto offloader = make_offloader(
+        "density", *cache.layout, cache.slots, {.force_host = true, .host_threads = 2});
+    ASSERT_TRUE(offloader->engine().is_host_fallback());
+
+    // Blocks 0..(3k-1) hold hashes 100, 101, 102.
+    const std::vector<BlockHash> hashes{100, 101, 102};
+    std::vector<BlockId> from(3 * k);
+    for (std::size_t i = 0; i < from.size(); ++i)
+      from[i] = static_cast<BlockId>(i);
+    offloader->touch(hashes);
+    const StoreTicket t = offloader->store(hashes, from);
+    ASSERT_EQ(t.outcome, Outcome::kSubmitted);
+    for (const FinishedJob& f : offloader->wait_all())
+      ASSERT_TRUE(f.ok) << f.error;
+    ASSERT_EQ(offloader->lookup(hashes), 3U);
+
+    // Load into the last 3k blocks (poisoned first) and compare every chunk.
+    std::vector<BlockId> to(3 * k);
+    for (std::size_t i = 0; i < to.size(); ++i)
+      to[i] = static_cast<BlockId>(kGpuBlocks - to.size() + i);
+    const KvLayout& layout = *cache.layout;
+    for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
+      for (BlockId b : to)
+        std::memset(layout.gpu_chunk(t_i, b), 0xA5, layout.tensors()[t_i].chunk_bytes);
+    }
+    const JobId load       = offloader->load(hashes, to);
+    const FinishedJob done = offloader->wait(load);
+    ASSERT_TRUE(done.ok) << done.error;
+    for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
+      for (std::size_t i = 0; i < to.size(); ++i) {
+        EXPECT_EQ(std::memcmp(layout.gpu_chunk(t_i, to[i]),
+                              layout.gpu_chunk(t_i, from[i]),
+                              layout.tensors()[t_i].chunk_bytes),
+                  0)
+            << "tensor " << t_i << " block " << from[i] << " -> " << to[i];
+      }
+    }
+    EXPECT_EQ(offloader->manager().stats().pinned, 0U);
+  }
+}
+
+}  // namespace
+}  // namespace kvoffload
