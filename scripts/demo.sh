@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: builds kvoffload and replays the bundled Mooncake KV-block trace through every
 # policy (hit rate next to LRU and Belady's optimum, block operations per second), then runs the
-# transfer benchmark on whatever moves bytes here: the GPU if one is present, else the host
-# engine. It says which.
+# transfer benchmark and 3,000 trace requests end to end through an Offloader on whatever moves
+# bytes here: the GPU if one is present, else the host engine. It says which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -25,4 +25,6 @@ echo
 if [ -x build/bench/transfer/kvoffload-bench ]; then
   echo
   ./build/bench/transfer/kvoffload-bench transfer --quick
+  echo
+  ./build/bench/transfer/kvoffload-bench offload --quick
 fi

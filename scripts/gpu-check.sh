@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/gpu-check.sh OUTDIR: the transfer engine's checks on a GPU machine (the H100), in one
 # call. Builds (sm_90), runs the transfer tests (failing if the GPU tests skip), the GPU tests
-# under compute-sanitizer memcheck and racecheck, and `kvoffload-bench transfer --json`;
+# under compute-sanitizer memcheck and racecheck, `kvoffload-bench transfer --json` and
+# `kvoffload-bench offload --json` (the Mooncake trace end to end through an Offloader);
 # writes every log to OUTDIR and prints a short summary table last. Budget: about 5 minutes on
 # 16 cores (build ~1.5, tests ~0.5, sanitizers ~1.5, benchmark ~1.5).
 set -uo pipefail
@@ -60,6 +61,11 @@ if python3 -c 'import matplotlib' 2>/dev/null && [ -f "$OUT/transfer.json" ]; th
   python3 bench/plot_transfer.py "$OUT/transfer.json" "$OUT/transfer.png" >> "$OUT/bench.log" 2>&1
 fi
 
+step "kvoffload-bench offload (the Mooncake trace end to end through an Offloader)"
+timeout 120 "$BUILD/bench/transfer/kvoffload-bench" offload --json "$OUT/offload.json" \
+  > "$OUT/offload.log" 2>&1 || status=1
+tail -14 "$OUT/offload.log"
+
 step "summary (targets from issue 4; ratios are to the ceiling measured in the same run)"
 python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
 import json, os, re, sys
@@ -111,6 +117,11 @@ for x in rows:
 for x in rows:
     if x["section"] == "pinning":
         print(f"{'pinning ' + str(round(x['chunk_bytes'] / 2**30)) + ' GiB, ' + x['method']:58} {x['value']:>20.2f} s  pool <= 1 s")
+try:
+    off = json.load(open(os.path.join(out, "offload.json")))
+    print(f"{'offload replay (' + off['policy'] + '), GB/s moved':58} {off['gbs_moved']:>17.2f} GB/s  (ceiling time / wall {off['ceiling_time_over_wall']:.3f})")
+except Exception as e:
+    print("no offload JSON:", e)
 PY
 echo "logs in $OUT; overall status $status"
 exit $status

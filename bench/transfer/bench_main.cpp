@@ -1,6 +1,8 @@
 // kvoffload-bench transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]
 // One table of the transfer engine's figures, each next to the ceiling measured in the same
 // run. Without a CUDA device (or with --cpu) it runs the host engine and says so.
+// kvoffload-bench offload [...]: a request trace end to end through an Offloader (see usage).
+#include "offload_bench.hpp"
 #include "report.hpp"
 
 #include <kvoffload/transfer/transfer.hpp>
@@ -83,11 +85,63 @@ void print(const Report& report) {
 
 }  // namespace
 
+const char* const kUsage =
+    "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n"
+    "       %s offload [--trace FILE] [--policy SPEC] [--capacity N|P%%] [--layers L]\n"
+    "                  [--page BYTES] [--requests N] [--json FILE] [--quick] [--device N] [--cpu]\n"
+    "  transfer: the engine's bandwidth, latency, SM budget, interference and pinning figures\n"
+    "  offload:  a request trace end to end through an Offloader (default: the bundled\n"
+    "            Mooncake trace, density, 5%% of its blocks as host slots, 32 layers x K/V x 2 "
+    "KiB)\n";
+
+int offload_main(int argc, char** argv) {
+  kvoffload::bench::OffloadOptions options;
+  options.trace = KVOFFLOAD_SOURCE_DIR "/data/traces/mooncake/conversation_trace.jsonl";
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value  = i + 1 < argc;
+    if (arg == "--trace" && has_value) {
+      options.trace = argv[++i];
+    } else if (arg == "--policy" && has_value) {
+      options.policy = argv[++i];
+    } else if (arg == "--capacity" && has_value) {
+      options.capacity = argv[++i];
+    } else if (arg == "--layers" && has_value) {
+      options.layers = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--page" && has_value) {
+      options.page = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--requests" && has_value) {
+      options.requests = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--json" && has_value) {
+      options.json = argv[++i];
+    } else if (arg == "--device" && has_value) {
+      options.device = std::atoi(argv[++i]);
+    } else if (arg == "--quick") {
+      options.quick = true;
+    } else if (arg == "--cpu") {
+      options.cpu = true;
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
+      std::fprintf(stderr, kUsage, argv[0], argv[0]);
+      return 2;
+    }
+  }
+  if (options.layers == 0 || options.page == 0) {
+    std::fprintf(stderr, "--layers and --page must be positive\n");
+    return 2;
+  }
+  try {
+    return kvoffload::bench::run_offload_bench(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvoffload-bench offload: %s\n", e.what());
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string{argv[1]} == "offload") return offload_main(argc, argv);
   if (argc < 2 || std::string{argv[1]} != "transfer") {
-    std::fprintf(stderr,
-                 "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n",
-                 argv[0]);
+    std::fprintf(stderr, kUsage, argv[0], argv[0]);
     return 2;
   }
   kvoffload::bench::Options options;
