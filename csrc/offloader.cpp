@@ -1,8 +1,10 @@
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 #include <kvoffload/offloader.hpp>
+#include <kvoffload/transfer/pinned_host_pool.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -15,8 +17,11 @@ using transfer::JobStatus;
 using transfer::TransferRequest;
 
 Offloader::Offloader(std::unique_ptr<OffloadingManager> manager,
-                     std::unique_ptr<transfer::TransferEngine> engine)
-    : manager_{std::move(manager)}, engine_{std::move(engine)} {
+                     std::unique_ptr<transfer::TransferEngine> engine,
+                     std::shared_ptr<void> host_memory)
+    : host_memory_{std::move(host_memory)},
+      manager_{std::move(manager)},
+      engine_{std::move(engine)} {
   KVO_EXPECTS(manager_ != nullptr, "offloader: the manager is null");
   KVO_EXPECTS(engine_ != nullptr, "offloader: the transfer engine is null");
   const std::size_t slots      = manager_->stats().capacity;
@@ -190,20 +195,51 @@ std::vector<cudaEvent_t> Offloader::completion_events(JobId id) {
   return engine_->completion_events(id);
 }
 
-std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
-                                          const transfer::KvLayout& layout,
-                                          const transfer::HostSlots& host,
-                                          const transfer::TransferEngineOptions& options) {
+namespace {
+
+std::unique_ptr<OffloadingManager> host_tier_manager(std::string_view policy_spec,
+                                                     std::size_t slots,
+                                                     std::size_t slot_bytes) {
   ManagerConfig config = parse_manager_spec(policy_spec);
   KVO_EXPECTS(config.policy != "tiered",
               "offloader: policy '" + std::string{policy_spec} +
                   "' is tiered; an Offloader runs one host tier (use a single-tier policy)");
-  config.num_blocks    = host.num_slots;
-  config.block_size    = layout.host_slot_bytes();
+  config.num_blocks    = slots;
+  config.block_size    = slot_bytes;
   config.enable_events = false;  // nobody would take them: build the manager to have them
-  auto manager         = make_manager(config);
+  return make_manager(config);
+}
+
+}  // namespace
+
+std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
+                                          const transfer::KvLayout& layout,
+                                          const transfer::HostSlots& host,
+                                          const transfer::TransferEngineOptions& options) {
+  auto manager = host_tier_manager(policy_spec, host.num_slots, layout.host_slot_bytes());
   return std::make_unique<Offloader>(std::move(manager),
                                      transfer::make_transfer_engine(layout, host, options));
+}
+
+std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
+                                          const transfer::KvLayout& layout,
+                                          std::size_t host_slots,
+                                          const transfer::TransferEngineOptions& options) {
+  KVO_EXPECTS(host_slots > 0, "offloader: host_slots is 0");
+  const std::size_t slot_bytes = layout.host_slot_bytes();
+  KVO_EXPECTS(host_slots <= std::numeric_limits<std::size_t>::max() / slot_bytes,
+              "offloader: " + std::to_string(host_slots) + " host slots of " +
+                  std::to_string(slot_bytes) + " bytes overflow the address space");
+  auto manager    = host_tier_manager(policy_spec, host_slots, slot_bytes);  // spec errors first
+  const bool cuda = !options.force_host && transfer::cuda_device_available();
+  auto pool       = std::make_shared<transfer::PinnedHostPool>(
+      transfer::PinnedHostPoolOptions{.bytes              = host_slots * slot_bytes,
+                                            .align_bytes        = slot_bytes,
+                                            .register_with_cuda = cuda,
+                                            .device             = options.device});
+  const transfer::HostSlots host{pool->data(), slot_bytes, host_slots};
+  auto engine = transfer::make_transfer_engine(layout, host, options);
+  return std::make_unique<Offloader>(std::move(manager), std::move(engine), std::move(pool));
 }
 
 }  // namespace kvoffload

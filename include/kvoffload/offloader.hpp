@@ -90,11 +90,13 @@ class Offloader {
   /**
    * @param manager decides; its slot ids must be host slots of `engine`
    * @param engine moves bytes
-   * @throws logic_error if either is null, or the manager has more slots than the engine's
-   *         host slots
+   * @param host_memory optional owner of the host slots' memory, released after the engine
+   * @throws logic_error if manager or engine is null, or the manager has more slots than the
+   *         engine's host slots
    */
   Offloader(std::unique_ptr<OffloadingManager> manager,
-            std::unique_ptr<transfer::TransferEngine> engine);
+            std::unique_ptr<transfer::TransferEngine> engine,
+            std::shared_ptr<void> host_memory = nullptr);
   /// Waits for every job still running (their bytes must not outlive the engine).
   ~Offloader();
   Offloader(const Offloader&)            = delete;
@@ -163,6 +165,7 @@ class Offloader {
   FinishedJob finish(transfer::JobId id, Job job, const transfer::JobStatus& status);
   void check_gpu_blocks(const char* what, std::size_t hashes, std::size_t gpu_blocks) const;
 
+  std::shared_ptr<void> host_memory_;  // first: outlives the engine that copies into it
   std::unique_ptr<OffloadingManager> manager_;
   std::unique_ptr<transfer::TransferEngine> engine_;
   std::unordered_map<transfer::JobId, Job> jobs_;
@@ -179,6 +182,18 @@ class Offloader {
 std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
                                           const transfer::KvLayout& layout,
                                           const transfer::HostSlots& host,
+                                          const transfer::TransferEngineOptions& options = {});
+
+/**
+ * @brief The same with host memory of its own: `host_slots` slots of layout.host_slot_bytes()
+ * in a PinnedHostPool (mmap'ed, touched by several threads, registered with CUDA when the
+ * engine is the CUDA engine), owned by the Offloader.
+ * @throws logic_error for a bad spec, a tiered policy or zero slots
+ * @throws runtime_error when the memory cannot be allocated or registered
+ */
+std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
+                                          const transfer::KvLayout& layout,
+                                          std::size_t host_slots,
                                           const transfer::TransferEngineOptions& options = {});
 
 }  // namespace kvoffload

@@ -349,52 +349,73 @@ TEST(MakeOffloader, RejectsTieredAndBadSpecsNamingThem) {
 }
 
 // Bytes: GPU blocks -> host slots -> other GPU blocks, through the host engine, k = 1 and 2.
+// Blocks [0, 3k) hold hashes 100, 101, 102: store them, load them into the last 3k blocks
+// (poisoned first) and compare every chunk.
+void expect_round_trip(Offloader& offloader, const KvLayout& layout, std::size_t k) {
+  const std::vector<BlockHash> hashes{100, 101, 102};
+  std::vector<BlockId> from(3 * k);
+  std::vector<BlockId> to(3 * k);
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    from[i] = static_cast<BlockId>(i);
+    to[i]   = static_cast<BlockId>(kGpuBlocks - to.size() + i);
+  }
+  offloader.touch(hashes);
+  const StoreTicket t = offloader.store(hashes, from);
+  ASSERT_EQ(t.outcome, Outcome::kSubmitted);
+  for (const FinishedJob& f : offloader.wait_all())
+    ASSERT_TRUE(f.ok) << f.error;
+  ASSERT_EQ(offloader.lookup(hashes), 3U);
+
+  for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
+    for (BlockId b : to)
+      std::memset(layout.gpu_chunk(t_i, b), 0xA5, layout.tensors()[t_i].chunk_bytes);
+  }
+  const FinishedJob done = offloader.wait(offloader.load(hashes, to));
+  ASSERT_TRUE(done.ok) << done.error;
+  for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      EXPECT_EQ(std::memcmp(layout.gpu_chunk(t_i, to[i]),
+                            layout.gpu_chunk(t_i, from[i]),
+                            layout.tensors()[t_i].chunk_bytes),
+                0)
+          << "tensor " << t_i << " block " << from[i] << " -> " << to[i];
+    }
+  }
+  EXPECT_EQ(offloader.manager().stats().pinned, 0U);
+}
+
+void randomize(std::vector<std::byte>& bytes, std::uint64_t seed) {
+  std::mt19937_64 rng{seed};
+  for (auto& b : bytes)
+    b = static_cast<std::byte>(rng());
+}
+
 TEST(Offloader, HostEngineRoundTripIsExact) {
   for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
     SCOPED_TRACE("k " + std::to_string(k));
     Cache cache{6, k};
-    std::mt19937_64 rng{42 + k};
-    for (auto& b : cache.arena)
-      b = static_cast<std::byte>(rng());
+    randomize(cache.arena, 42 + k);
     auto offloader = make_offloader(
         "density", *cache.layout, cache.slots, {.force_host = true, .host_threads = 2});
     ASSERT_TRUE(offloader->engine().is_host_fallback());
-
-    // Blocks 0..(3k-1) hold hashes 100, 101, 102.
-    const std::vector<BlockHash> hashes{100, 101, 102};
-    std::vector<BlockId> from(3 * k);
-    for (std::size_t i = 0; i < from.size(); ++i)
-      from[i] = static_cast<BlockId>(i);
-    offloader->touch(hashes);
-    const StoreTicket t = offloader->store(hashes, from);
-    ASSERT_EQ(t.outcome, Outcome::kSubmitted);
-    for (const FinishedJob& f : offloader->wait_all())
-      ASSERT_TRUE(f.ok) << f.error;
-    ASSERT_EQ(offloader->lookup(hashes), 3U);
-
-    // Load into the last 3k blocks (poisoned first) and compare every chunk.
-    std::vector<BlockId> to(3 * k);
-    for (std::size_t i = 0; i < to.size(); ++i)
-      to[i] = static_cast<BlockId>(kGpuBlocks - to.size() + i);
-    const KvLayout& layout = *cache.layout;
-    for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
-      for (BlockId b : to)
-        std::memset(layout.gpu_chunk(t_i, b), 0xA5, layout.tensors()[t_i].chunk_bytes);
-    }
-    const JobId load       = offloader->load(hashes, to);
-    const FinishedJob done = offloader->wait(load);
-    ASSERT_TRUE(done.ok) << done.error;
-    for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
-      for (std::size_t i = 0; i < to.size(); ++i) {
-        EXPECT_EQ(std::memcmp(layout.gpu_chunk(t_i, to[i]),
-                              layout.gpu_chunk(t_i, from[i]),
-                              layout.tensors()[t_i].chunk_bytes),
-                  0)
-            << "tensor " << t_i << " block " << from[i] << " -> " << to[i];
-      }
-    }
-    EXPECT_EQ(offloader->manager().stats().pinned, 0U);
+    EXPECT_EQ(offloader->engine().host_slots().base, cache.host.data());
+    expect_round_trip(*offloader, *cache.layout, k);
   }
+}
+
+TEST(Offloader, OwnsItsHostMemoryWhenGivenASlotCount) {
+  Cache cache{1, 2};  // only the "GPU" arena is used
+  randomize(cache.arena, 7);
+  auto offloader =
+      make_offloader("lru", *cache.layout, std::size_t{6}, {.force_host = true, .host_threads = 2});
+  const HostSlots& slots = offloader->engine().host_slots();
+  EXPECT_EQ(slots.num_slots, 6U);
+  EXPECT_EQ(slots.slot_bytes, cache.layout->host_slot_bytes());
+  EXPECT_NE(slots.base, nullptr);
+  EXPECT_EQ(offloader->manager().stats().capacity, 6U);
+  expect_round_trip(*offloader, *cache.layout, 2);
+  EXPECT_THROW((void)make_offloader("lru", *cache.layout, std::size_t{0}), logic_error);
+  EXPECT_THROW((void)make_offloader("lru", *cache.layout, ~std::size_t{0} / 2), logic_error);
 }
 
 }  // namespace
