@@ -363,15 +363,16 @@ TEST_F(CudaEngineTest, PinnedHostPoolRegistersInChunks) {
 TEST_F(CudaEngineTest, OffloaderRoundTripOnTheDevice) {
   const std::size_t k = 2;
   const LayoutCase c  = testing::layout_cases(4, 1000, 40).front();  // 1000 B: not 16-aligned
-  DeviceSetup s{c, k, 8, 0};
-  s.engine.reset();  // the offloader builds its own engine over the same memory
-  const KvLayout layout{c.build(s.arena.data), c.num_blocks, k};
+  DeviceArena arena{c.arena_bytes};
+  ASSERT_NE(arena.data, nullptr);
+  const KvLayout layout{c.build(arena.data), c.num_blocks, k};
   std::vector<std::byte> image(c.arena_bytes);
   for (std::size_t i = 0; i < image.size(); ++i)
     image[i] = static_cast<std::byte>((i * 131 + 7) >> 3);
-  CUDA_OK(cudaMemcpy(s.arena.data, image.data(), image.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(arena.data, image.data(), image.size(), cudaMemcpyHostToDevice));
 
-  auto offloader = make_offloader("lru", layout, s.slots);
+  // The offloader allocates and registers its own 8 pinned host slots.
+  auto offloader = make_offloader("lru", layout, std::size_t{8});
   ASSERT_FALSE(offloader->engine().is_host_fallback()) << offloader->engine().description();
   const std::vector<BlockHash> hashes{501, 502, 503};
   const std::vector<BlockId> from{3, 9, 14, 1, 30, 22};
@@ -389,10 +390,10 @@ TEST_F(CudaEngineTest, OffloaderRoundTripOnTheDevice) {
   EXPECT_EQ(offloader->manager().stats().pinned, 0U);
 
   std::vector<std::byte> after(c.arena_bytes);
-  CUDA_OK(cudaMemcpy(after.data(), s.arena.data, after.size(), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(after.data(), arena.data, after.size(), cudaMemcpyDeviceToHost));
   for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
     const KvTensor& tensor = layout.tensors()[t_i];
-    const std::size_t base = static_cast<std::size_t>(tensor.base - s.arena.data);
+    const std::size_t base = static_cast<std::size_t>(tensor.base - arena.data);
     for (std::size_t i = 0; i < to.size(); ++i) {
       const std::size_t src = base + static_cast<std::size_t>(from[i]) * tensor.block_stride_bytes;
       const std::size_t dst = base + static_cast<std::size_t>(to[i]) * tensor.block_stride_bytes;
