@@ -9,7 +9,8 @@
 
 namespace kvoffload::transfer::kernels {
 
-/// Threads per CTA; two CTAs fit one SM, so `n` CTAs never occupy more than `n` SMs.
+/// Threads per CTA. At this size (and about 58 registers a thread) one CTA fills an SM's
+/// register file, so `n` CTAs occupy `n` SMs, never more.
 inline constexpr int kCopyThreads = 1024;
 /// A warp copies one segment of a chunk at a time: chunks are split so that a few large chunks
 /// still spread over all warps.

@@ -270,6 +270,7 @@ void interference(Report& report, const Options& options) {
   BENCH_CUDA(cudaEventCreate(&end));
   auto kernel_ms = [&](int ctas, int iterations) {
     BENCH_CUDA(cudaEventRecord(begin, compute.stream));
+    static_cast<void>(cudaGetLastError());  // drop a stale "not ready" left by an event query
     fma_burn<<<ctas, 256, 0, compute.stream>>>(reinterpret_cast<float*>(sink.data), iterations);
     BENCH_CUDA(cudaGetLastError());
     BENCH_CUDA(cudaEventRecord(end, compute.stream));

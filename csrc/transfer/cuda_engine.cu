@@ -168,6 +168,11 @@ class CudaEngine final : public TransferEngine {
       enqueue(request, method, job);
     } catch (const runtime_error& e) {
       job.error = e.what();
+      // Part of the job may be queued already: let it finish before the failure is reported,
+      // so the caller does not reuse slots or blocks the device still touches.
+      const Lane& lane = *lanes_[request.direction == Direction::kStore ? 0 : 1];
+      KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane.main.get()));
+      KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane.aux.get()));
     }
     const JobId id = next_job_++;
     jobs_.emplace(id, std::move(job));
@@ -179,7 +184,12 @@ class CudaEngine final : public TransferEngine {
     auto it = find(id);
     if (!it->second.error.empty()) return retire(it, cudaErrorUnknown);
     const cudaError_t state = cudaEventQuery(it->second.events[0].get());
-    if (state == cudaErrorNotReady) return {JobState::kPending, it->second.method, {}};
+    if (state == cudaErrorNotReady) {
+      // The runtime also leaves "not ready" as the thread's last error: clear it, or a later
+      // check of cudaGetLastError() would take it for a failure.
+      static_cast<void>(cudaGetLastError());
+      return {JobState::kPending, it->second.method, {}};
+    }
     return retire(it, state);
   }
 
@@ -340,8 +350,14 @@ class CudaEngine final : public TransferEngine {
       KVO_SCOPED_RANGE(std::string{"copy_chunks "} + (to_images ? "gather " : "scatter ") +
                        std::to_string(n) + " blocks x " + std::to_string(t1 - t0) + " tensors, " +
                        std::to_string(grid) + " CTAs");
-      k::copy_chunks<<<grid, k::kCopyThreads, 0, stream>>>(params);
-      KVO_CUDA_TRY(cudaGetLastError());
+      // The launch's own status, not cudaGetLastError(), which may hold an older call's error.
+      void* args[] = {&params};
+      KVO_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(&k::copy_chunks),
+                                    dim3(static_cast<unsigned>(grid)),
+                                    dim3(k::kCopyThreads),
+                                    args,
+                                    0,
+                                    stream));
     }
   }
 
@@ -402,11 +418,14 @@ class CudaEngine final : public TransferEngine {
 
   void ensure_staging(Lane& lane) {
     if (lane.staging.size() != 0) return;
-    lane.staging = DeviceBuffer{options_.staging_pieces * piece_slots_ * slot_image_bytes_};
-    for (std::size_t i = 0; i < options_.staging_pieces; ++i) {
-      lane.piece_ready.emplace_back();
-      lane.piece_free.emplace_back();
-    }
+    // Events first, buffer last: if anything throws, the lane stays without a ring and the
+    // next staged submit builds it again (never a ring without its events).
+    std::vector<Event> ready(options_.staging_pieces);
+    std::vector<Event> free(options_.staging_pieces);
+    DeviceBuffer staging{options_.staging_pieces * piece_slots_ * slot_image_bytes_};
+    lane.piece_ready = std::move(ready);
+    lane.piece_free  = std::move(free);
+    lane.staging     = std::move(staging);
   }
 
   /// Gather into / scatter from the device staging ring; the copy engines move whole slots.

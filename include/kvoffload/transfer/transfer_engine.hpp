@@ -36,7 +36,8 @@ struct TransferEngineOptions {
   bool force_host{false};     ///< use the host engine even when a CUDA device exists
   unsigned host_threads{2};   ///< worker threads of the host engine
   int default_sm_budget{16};  ///< CTAs of the kernel method when a request says 0
-  /// Staged method: bytes of one piece of the device staging ring (rounded up to whole slots).
+  /// Staged method: bytes of one piece of the device staging ring (rounded down to whole
+  /// slots, at least one).
   std::size_t staging_piece_bytes{std::size_t{8} << 20};
   std::size_t staging_pieces{4};  ///< pieces in the ring (gather of one overlaps DMA of another)
 };
@@ -68,7 +69,8 @@ class TransferEngine {
   virtual JobStatus poll(JobId job) = 0;
 
   /**
-   * @brief Block until the job is done or failed, and report it (it is then retired).
+   * @brief Block until the job is done or failed, and report it (it is then retired). Other
+   * threads may submit and poll meanwhile, but one job is waited on or polled by one thread.
    * @throws logic_error for an unknown or already retired id
    */
   virtual JobStatus wait(JobId job) = 0;
