@@ -31,9 +31,9 @@ limited() {
   timeout "$(( want < left ? want : left ))" "$@"
 }
 
-step "environment" | tee "$LOG/env.log"
+step "environment"
 { date -u +%Y-%m-%dT%H:%M:%SZ; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader;
-  nvcc --version | tail -1; cmake --version | head -1; git rev-parse --short HEAD; } >> "$LOG/env.log" 2>&1
+  nvcc --version | tail -1; cmake --version | head -1; git rev-parse --short HEAD; } > "$LOG/env.log" 2>&1
 cat "$LOG/env.log"
 
 step "configure + build ($BUILD, sm_90, -j$JOBS)"
