@@ -24,6 +24,9 @@ Offloader::Offloader(std::unique_ptr<OffloadingManager> manager,
       engine_{std::move(engine)} {
   KVO_EXPECTS(manager_ != nullptr, "offloader: the manager is null");
   KVO_EXPECTS(engine_ != nullptr, "offloader: the transfer engine is null");
+  KVO_EXPECTS(!manager_->plans_transfers(),
+              "offloader: the manager moves blocks between tiers of its own (tiered); an "
+              "Offloader drives one host tier");
   const std::size_t slots      = manager_->stats().capacity;
   const std::size_t host_slots = engine_->host_slots().num_slots;
   KVO_EXPECTS(slots <= host_slots,
@@ -33,8 +36,9 @@ Offloader::Offloader(std::unique_ptr<OffloadingManager> manager,
 
 Offloader::~Offloader() {
   // The engine's jobs read and write memory the caller may free after us: let them finish.
-  // Errors are swallowed (a destructor cannot report them); the manager is told as usual.
+  // Errors are swallowed (a destructor cannot report them); the manager goes with us.
   for (auto& [id, job] : jobs_) {
+    if (job.status) continue;  // the engine already reported it
     try {
       (void)engine_->wait(id);
     } catch (...) {  // NOLINT(bugprone-empty-catch): nothing to report to
@@ -60,28 +64,62 @@ void Offloader::touch(std::span<const BlockHash> hashes) {
   manager_->touch(hashes);
 }
 
-JobId Offloader::load(std::span<const BlockHash> hashes,
-                      std::span<const BlockId> gpu_blocks,
-                      const TransferOptions& options) {
-  check_gpu_blocks("a load", hashes.size(), gpu_blocks.size());
-  LoadStoreSpec spec = manager_->prepare_load(hashes);  // pins; throws naming an unready hash
-  TransferRequest request{.direction        = Direction::kLoad,
-                          .gpu_blocks       = {gpu_blocks.begin(), gpu_blocks.end()},
-                          .host_slots       = std::move(spec.block_ids),
-                          .method           = options.method,
-                          .sm_budget        = options.sm_budget,
-                          .gpu_busy         = options.gpu_busy,
-                          .wait_event       = options.wait_event,
-                          .per_layer_events = options.per_layer_events};
+TransferRequest Offloader::request(Direction direction, const TransferOptions& options) const {
+  return TransferRequest{
+      .direction        = direction,
+      .gpu_blocks       = {},
+      .host_slots       = {},
+      .method           = options.method,
+      .sm_budget        = options.sm_budget,
+      .gpu_busy         = options.gpu_busy,
+      .wait_event       = options.wait_event,
+      .per_layer_events = direction == Direction::kLoad && options.per_layer_events};
+}
+
+void Offloader::roll_back(const Job& job) {
+  if (job.direction == Direction::kStore) {
+    manager_->complete_store(job.hashes, /*success=*/false);  // nothing stays pending
+  } else {
+    manager_->complete_load(job.hashes);  // drop the pins again
+  }
+}
+
+JobId Offloader::submit(const TransferRequest& request, Job job) {
   JobId id = 0;
   try {
     id = engine_->submit(request);
   } catch (...) {
-    manager_->complete_load(hashes);  // drop the pins again
+    roll_back(job);
     throw;
   }
-  jobs_.emplace(id, Job{Direction::kLoad, {hashes.begin(), hashes.end()}});
+  try {
+    jobs_.try_emplace(id, std::move(job));  // a node allocation: the one thing left to fail
+  } catch (...) {
+    try {
+      (void)engine_->wait(id);  // untracked, it must not outlive this call
+    } catch (...) {             // NOLINT(bugprone-empty-catch): the first error is the one to throw
+    }
+    roll_back(job);
+    throw;
+  }
   return id;
+}
+
+std::optional<JobId> Offloader::load(std::span<const BlockHash> hashes,
+                                     std::span<const BlockId> gpu_blocks,
+                                     const TransferOptions& options) {
+  check_gpu_blocks("a load", hashes.size(), gpu_blocks.size());
+  if (hashes.empty()) return std::nullopt;
+  // Everything that allocates comes before the pins, so a failure leaves none behind.
+  Job job;
+  job.direction = Direction::kLoad;
+  job.hashes.assign(hashes.begin(), hashes.end());
+  job.gpu_blocks.assign(gpu_blocks.begin(), gpu_blocks.end());
+  TransferRequest req = request(Direction::kLoad, options);
+  req.gpu_blocks      = job.gpu_blocks;
+  LoadStoreSpec spec = manager_->prepare_load(hashes);  // pins; throws naming an unready hash
+  req.host_slots     = std::move(spec.block_ids);
+  return submit(req, std::move(job));
 }
 
 StoreTicket Offloader::store(std::span<const BlockHash> hashes,
@@ -101,19 +139,14 @@ StoreTicket Offloader::store(std::span<const BlockHash> hashes,
     return ticket;
   }
 
-  // The stored hashes are a subsequence of the call's (first occurrences, in order): match
-  // each to its position to find its GPU blocks.
-  const std::size_t k = engine_->layout().gpu_blocks_per_slot();
-  TransferRequest request{.direction        = Direction::kStore,
-                          .gpu_blocks       = {},
-                          .host_slots       = std::move(prepared->store_spec.block_ids),
-                          .method           = options.method,
-                          .sm_budget        = options.sm_budget,
-                          .gpu_busy         = options.gpu_busy,
-                          .wait_event       = options.wait_event,
-                          .per_layer_events = false};
+  Job job;  // direction: kStore
+  TransferRequest req = request(Direction::kStore, options);
   try {
-    request.gpu_blocks.reserve(ticket.stored.size() * k);
+    job.hashes = ticket.stored;
+    // The stored hashes are a subsequence of the call's (first occurrences, in order): match
+    // each to its position to find its GPU blocks.
+    const std::size_t k = engine_->layout().gpu_blocks_per_slot();
+    job.gpu_blocks.reserve(ticket.stored.size() * k);
     std::size_t at = 0;
     for (BlockHash hash : ticket.stored) {
       while (at < hashes.size() && hashes[at] != hash)
@@ -121,76 +154,92 @@ StoreTicket Offloader::store(std::span<const BlockHash> hashes,
       KVO_EXPECTS(at < hashes.size(),
                   "offloader: the manager stored hash " + std::to_string(hash) +
                       ", which is not in the call in order");
-      request.gpu_blocks.insert(request.gpu_blocks.end(),
-                                gpu_blocks.begin() + static_cast<std::ptrdiff_t>(at * k),
-                                gpu_blocks.begin() + static_cast<std::ptrdiff_t>((at + 1) * k));
+      job.gpu_blocks.insert(job.gpu_blocks.end(),
+                            gpu_blocks.begin() + static_cast<std::ptrdiff_t>(at * k),
+                            gpu_blocks.begin() + static_cast<std::ptrdiff_t>((at + 1) * k));
     }
-    ticket.job = engine_->submit(request);
+    req.gpu_blocks = job.gpu_blocks;
+    req.host_slots = std::move(prepared->store_spec.block_ids);
   } catch (...) {
-    manager_->complete_store(ticket.stored, /*success=*/false);  // nothing stays pending
+    manager_->complete_store(ticket.stored, /*success=*/false);
     throw;
   }
-  jobs_.emplace(ticket.job, Job{Direction::kStore, ticket.stored});
+  ticket.job     = submit(req, std::move(job));
   ticket.outcome = StoreTicket::Outcome::kSubmitted;
   return ticket;
 }
 
-FinishedJob Offloader::finish(JobId id, Job job, const JobStatus& status) {
-  const bool ok = status.state == JobState::kDone;
+void Offloader::settle(Job& job) {
+  if (job.settled) return;
   if (job.direction == Direction::kStore) {
-    manager_->complete_store(job.hashes, ok);
+    manager_->complete_store(job.hashes, job.status->state == JobState::kDone);
   } else {
     manager_->complete_load(job.hashes);
   }
-  return FinishedJob{.job       = id,
-                     .direction = job.direction,
-                     .method    = status.method,
-                     .ok        = ok,
-                     .error     = status.error,
-                     .hashes    = std::move(job.hashes)};
+  job.settled = true;
+}
+
+FinishedJob Offloader::report(JobId id, Job& job) {
+  return FinishedJob{.job        = id,
+                     .direction  = job.direction,
+                     .method     = job.status->method,
+                     .ok         = job.status->state == JobState::kDone,
+                     .error      = std::move(job.status->error),
+                     .hashes     = std::move(job.hashes),
+                     .gpu_blocks = std::move(job.gpu_blocks)};
+}
+
+std::vector<FinishedJob> Offloader::take_settled() {
+  const auto n = static_cast<std::size_t>(
+      std::count_if(jobs_.begin(), jobs_.end(), [](const auto& j) { return j.second.settled; }));
+  std::vector<FinishedJob> done;
+  done.reserve(n);  // below, nothing throws: a job leaves the map only into `done`
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (!it->second.settled) {
+      ++it;
+      continue;
+    }
+    done.push_back(report(it->first, it->second));
+    it = jobs_.erase(it);
+  }
+  return done;
 }
 
 std::vector<FinishedJob> Offloader::poll() {
-  // Job ids grow with submission: report in id order, oldest first.
-  std::vector<JobId> ids;
-  ids.reserve(jobs_.size());
-  for (const auto& [id, job] : jobs_)
-    ids.push_back(id);
-  std::sort(ids.begin(), ids.end());
-  std::vector<FinishedJob> done;
-  for (JobId id : ids) {
-    const JobStatus status = engine_->poll(id);
-    if (status.state == JobState::kPending) continue;
-    auto node = jobs_.extract(id);
-    done.push_back(finish(id, std::move(node.mapped()), status));
+  for (auto& [id, job] : jobs_) {
+    if (!job.status) {
+      JobStatus status = engine_->poll(id);
+      if (status.state == JobState::kPending) continue;
+      job.status = std::move(status);
+    }
+    settle(job);  // may throw: the job keeps its status and is settled by a later call
   }
-  return done;
+  return take_settled();
 }
 
 FinishedJob Offloader::wait(JobId id) {
   auto it = jobs_.find(id);
   KVO_EXPECTS(it != jobs_.end(),
               "offloader: job " + std::to_string(id) + " is not running (unknown or reported)");
-  const JobStatus status = engine_->wait(id);
-  auto node              = jobs_.extract(it);
-  return finish(id, std::move(node.mapped()), status);
-}
-
-std::vector<FinishedJob> Offloader::wait_all() {
-  std::vector<JobId> ids;
-  ids.reserve(jobs_.size());
-  for (const auto& [id, job] : jobs_)
-    ids.push_back(id);
-  std::sort(ids.begin(), ids.end());
-  std::vector<FinishedJob> done;
-  done.reserve(ids.size());
-  for (JobId id : ids)
-    done.push_back(wait(id));
+  Job& job = it->second;
+  if (!job.status) job.status = engine_->wait(id);
+  settle(job);
+  FinishedJob done = report(id, job);
+  jobs_.erase(it);
   return done;
 }
 
+std::vector<FinishedJob> Offloader::wait_all() {
+  for (auto& [id, job] : jobs_) {
+    if (!job.status) job.status = engine_->wait(id);
+    settle(job);
+  }
+  return take_settled();
+}
+
 std::vector<cudaEvent_t> Offloader::completion_events(JobId id) {
-  KVO_EXPECTS(jobs_.contains(id),
+  const auto it = jobs_.find(id);
+  KVO_EXPECTS(it != jobs_.end() && !it->second.status,
               "offloader: job " + std::to_string(id) + " is not running (unknown or reported)");
   return engine_->completion_events(id);
 }

@@ -52,13 +52,17 @@ class Memory {
       : gpu_{gpu} {
     if (gpu_) {
       cuda_check(cudaSetDevice(device), "cudaSetDevice");
+      // The pool first: if it throws, nothing else is allocated yet.
+      pool_   = std::make_unique<transfer::PinnedHostPool>(transfer::PinnedHostPoolOptions{
+            .bytes = host_bytes, .align_bytes = slot_bytes, .device = device});
+      host_   = pool_->data();
       void* p = nullptr;
       cuda_check(cudaMalloc(&p, arena_bytes), "cudaMalloc (KV cache)");
       arena_ = static_cast<std::byte*>(p);
-      cuda_check(cudaMemset(arena_, 0x5A, arena_bytes), "cudaMemset");
-      pool_ = std::make_unique<transfer::PinnedHostPool>(transfer::PinnedHostPoolOptions{
-          .bytes = host_bytes, .align_bytes = slot_bytes, .device = device});
-      host_ = pool_->data();
+      if (const cudaError_t status = cudaMemset(arena_, 0x5A, arena_bytes); status != cudaSuccess) {
+        cudaFree(arena_);
+        cuda_check(status, "cudaMemset");
+      }
     } else {
       host_arena_.assign(arena_bytes, std::byte{0x5A});
       host_slots_.assign(host_bytes, std::byte{0});
@@ -121,6 +125,15 @@ class Memory {
   std::vector<std::byte> host_slots_;
 };
 
+std::string json_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_offload_bench(const OffloadOptions& options) {
@@ -129,13 +142,16 @@ int run_offload_bench(const OffloadOptions& options) {
                                : options.quick       ? std::size_t{3000}
                                                      : trace.requests.size();
   const std::size_t requests = std::min(wanted, trace.requests.size());
-  const std::size_t slots    = replay::parse_capacity(options.capacity, trace.distinct_ids);
   std::size_t longest        = 1;
   std::size_t references     = 0;
+  std::unordered_set<BlockHash> distinct;
   for (std::size_t r = 0; r < requests; ++r) {
     longest = std::max(longest, trace.requests[r].hashes.size());
     references += trace.requests[r].hashes.size();
+    distinct.insert(trace.requests[r].hashes.begin(), trace.requests[r].hashes.end());
   }
+  // A percentage is of the blocks the replayed requests name (all of them without --quick).
+  const std::size_t slots = replay::parse_capacity(options.capacity, distinct.size());
 
   std::string why;
   const bool gpu = !options.cpu && transfer::cuda_device_available(&why);
@@ -204,10 +220,9 @@ int run_offload_bench(const OffloadOptions& options) {
     const double call     = now_seconds();
     const std::size_t hit = offloader->lookup(hashes).value_or(0);
     offloader->touch(hashes);
-    if (hit > 0) {
-      const JobId job = offloader->load(std::span{hashes}.first(hit), mine.first(hit));
-      running.insert(job);
-      jobs.push_back(job);
+    if (const auto job = offloader->load(std::span{hashes}.first(hit), mine.first(hit))) {
+      running.insert(*job);
+      jobs.push_back(*job);
       loaded += hit;
     }
     const StoreTicket ticket = offloader->store(std::span{hashes}.subspan(hit), mine.subspan(hit));
@@ -231,8 +246,9 @@ int run_offload_bench(const OffloadOptions& options) {
   const auto [d2h, h2d] = memory.ceiling(std::min<std::size_t>(slots, gpu_blocks) * block,
                                          options.quick ? 3 : 5,
                                          defaults.host_threads);
-  // The ceiling's time for the same bytes, one direction after the other.
-  const double ideal    = stored_bytes / (d2h * 1e9) + loaded_bytes / (h2d * 1e9);
+  // The ceiling's time for the same bytes with stores and loads fully overlapped (the engine
+  // runs them on separate streams): the shortest time possible, so the ratio is not flattered.
+  const double ideal    = std::max(stored_bytes / (d2h * 1e9), loaded_bytes / (h2d * 1e9));
   const ManagerStats st = offloader->manager().stats();
   std::printf("\n%-34s %14s\n", "figure", "value");
   std::printf(
@@ -251,18 +267,18 @@ int run_offload_bench(const OffloadOptions& options) {
   std::printf("%-34s %14.2f\n", "host us per request in calls", inside / double(requests) * 1e6);
   std::printf(
       "\nceiling = one contiguous %s of %zu blocks each way, measured in this run; its "
-      "time for the same bytes, stores then loads, over the wall time.\n",
+      "time for the same bytes with both directions overlapped, over the wall time.\n",
       gpu ? "cudaMemcpyAsync" : "memcpy split over the host engine's threads",
       std::min<std::size_t>(slots, gpu_blocks));
 
   if (!options.json.empty()) {
     std::ofstream out{options.json};
-    out << "{\"device\": \"" << (gpu ? offloader->engine().description() : "host engine")
+    out << "{\"device\": \"" << json_escape(gpu ? offloader->engine().description() : "host engine")
         << "\", \"host_fallback\": " << (gpu ? "false" : "true") << ", \"policy\": \""
-        << options.policy << "\", \"slots\": " << slots << ", \"block_bytes\": " << block
-        << ", \"requests\": " << requests << ", \"references\": " << references
-        << ", \"blocks_loaded\": " << loaded << ", \"blocks_stored\": " << stored
-        << ", \"wall_seconds\": " << wall
+        << json_escape(options.policy) << "\", \"slots\": " << slots
+        << ", \"block_bytes\": " << block << ", \"requests\": " << requests
+        << ", \"references\": " << references << ", \"blocks_loaded\": " << loaded
+        << ", \"blocks_stored\": " << stored << ", \"wall_seconds\": " << wall
         << ", \"gbs_moved\": " << (loaded_bytes + stored_bytes) / wall / 1e9
         << ", \"ceiling_gbs_store\": " << d2h << ", \"ceiling_gbs_load\": " << h2d
         << ", \"ceiling_time_over_wall\": " << ideal / wall

@@ -342,4 +342,8 @@ void ConcurrentManager::clear() {
   }
 }
 
+bool ConcurrentManager::plans_transfers() const noexcept {
+  return shards_.front()->manager->plans_transfers();
+}
+
 }  // namespace kvoffload

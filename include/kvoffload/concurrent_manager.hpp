@@ -69,6 +69,8 @@ class ConcurrentManager final : public OffloadingManager {
   /// Sum over the shards (wrapper's own lookup counters when sharded) plus the wrapper.
   ManagerStats stats() const override;
   void clear() override;
+  /// Every shard is built alike: the first one answers.
+  [[nodiscard]] bool plans_transfers() const noexcept override;
 
   /// @brief Number of shards (1: one mutex).
   [[nodiscard]] std::size_t shards() const noexcept { return shards_.size(); }

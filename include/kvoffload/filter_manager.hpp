@@ -56,6 +56,9 @@ class FilterReusedOffloadingManager final : public OffloadingManager {
   /// The backing manager's statistics; metadata_bytes includes the tracker.
   ManagerStats stats() const override;
   void clear() override;
+  [[nodiscard]] bool plans_transfers() const noexcept override {
+    return backing_->plans_transfers();
+  }
 
   /// @brief How often `hash` was looked up while tracked (0 if it is not tracked).
   [[nodiscard]] std::size_t lookup_count(BlockHash hash) const noexcept;

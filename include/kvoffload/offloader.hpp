@@ -36,12 +36,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace kvoffload {
@@ -80,6 +80,9 @@ struct FinishedJob {
   /// Stores: the blocks written, now ready (ok) or dropped (failed). Loads: the blocks read,
   /// now unpinned (on failure the GPU blocks hold undefined bytes: recompute them).
   std::vector<BlockHash> hashes;
+  /// The GPU blocks the job read (store) or wrote (load), k per hash in `hashes` order. Only
+  /// now may the caller reuse or free them.
+  std::vector<BlockId> gpu_blocks;
 };
 
 /**
@@ -91,8 +94,8 @@ class Offloader {
    * @param manager decides; its slot ids must be host slots of `engine`
    * @param engine moves bytes
    * @param host_memory optional owner of the host slots' memory, released after the engine
-   * @throws logic_error if manager or engine is null, or the manager has more slots than the
-   *         engine's host slots
+   * @throws logic_error if manager or engine is null, the manager plans transfers of its own
+   *         (tiered), or it has more slots than the engine's host slots
    */
   Offloader(std::unique_ptr<OffloadingManager> manager,
             std::unique_ptr<transfer::TransferEngine> engine,
@@ -111,19 +114,22 @@ class Offloader {
   /**
    * @brief Load ready blocks into GPU blocks: `gpu_blocks[i * k .. i * k + k - 1]` receive
    * `hashes[i]`, with k = layout().gpu_blocks_per_slot(). The blocks stay pinned until
-   * poll() or wait() reports the job.
-   * @return the job's id
+   * poll() or wait() reports the job; the GPU blocks must not be read before that (or before
+   * the job's completion events).
+   * @return the job's id; `nullopt` for no hashes (nothing to do)
    * @throws logic_error if gpu_blocks.size() != hashes.size() * k, a hash is not ready
-   *         (naming it), or the engine rejects the request (pins dropped again)
+   *         (naming it), or the engine rejects the request (duplicate GPU blocks, a wait_event
+   *         on the host engine, ...): the pins are dropped again
    */
-  transfer::JobId load(std::span<const BlockHash> hashes,
-                       std::span<const BlockId> gpu_blocks,
-                       const TransferOptions& options = {});
+  std::optional<transfer::JobId> load(std::span<const BlockHash> hashes,
+                                      std::span<const BlockId> gpu_blocks,
+                                      const TransferOptions& options = {});
 
   /**
    * @brief Offload the GPU blocks of the hashes not yet present: `gpu_blocks[i * k ..
    * i * k + k - 1]` hold `hashes[i]`. All or nothing, like prepare_store; a policy with
-   * admission may leave some out (they are not in `stored`).
+   * admission may leave some out (they are not in `stored`). The job reads the GPU blocks of
+   * `stored` until poll() or wait() reports it: do not overwrite or free them before.
    * @throws logic_error if gpu_blocks.size() != hashes.size() * k, or the engine rejects the
    *         request (the store is abandoned again; evictions it made stay made)
    */
@@ -132,7 +138,8 @@ class Offloader {
                     const TransferOptions& options = {});
 
   /// Jobs finished since the last report, oldest first, each already confirmed to the
-  /// manager. Never blocks.
+  /// manager. Never blocks. If telling the manager throws, the jobs stay and a later call
+  /// reports them; none is lost.
   std::vector<FinishedJob> poll();
 
   /**
@@ -144,31 +151,44 @@ class Offloader {
   /// Block until every running job finishes; report them, oldest first.
   std::vector<FinishedJob> wait_all();
 
-  /// The engine's completion events of a running job (per layer for a per-layer load).
+  /// The engine's completion events of a running job (per layer for a per-layer load). They
+  /// are valid until the job is reported (the engine reuses them afterwards).
   /// @throws logic_error for an id this Offloader is not running
   [[nodiscard]] std::vector<cudaEvent_t> completion_events(transfer::JobId job);
 
   /// Jobs submitted and not yet reported.
   [[nodiscard]] std::size_t jobs_in_flight() const noexcept { return jobs_.size(); }
 
-  /// The manager, for stats() and take_events(). Its lookup/touch are this class's; calling
-  /// its prepare_* or complete_* directly bypasses the bookkeeping here.
-  [[nodiscard]] OffloadingManager& manager() noexcept { return *manager_; }
+  /// The manager's events (stored / removed hashes), when it was built with events on.
+  [[nodiscard]] std::vector<OffloadingEvent> take_events() { return manager_->take_events(); }
+
+  /// The manager, read-only (stats()): its state changes only through this class.
   [[nodiscard]] const OffloadingManager& manager() const noexcept { return *manager_; }
-  [[nodiscard]] transfer::TransferEngine& engine() noexcept { return *engine_; }
+  /// The engine, read-only (description(), layout(), host_slots()): its jobs are this
+  /// class's to poll and wait for.
+  [[nodiscard]] const transfer::TransferEngine& engine() const noexcept { return *engine_; }
 
  private:
   struct Job {
-    transfer::Direction direction;
+    transfer::Direction direction{transfer::Direction::kStore};
     std::vector<BlockHash> hashes;
+    std::vector<BlockId> gpu_blocks;
+    std::optional<transfer::JobStatus> status;  // the engine's report, once it came
+    bool settled{false};                        // the manager has been told
   };
-  FinishedJob finish(transfer::JobId id, Job job, const transfer::JobStatus& status);
   void check_gpu_blocks(const char* what, std::size_t hashes, std::size_t gpu_blocks) const;
+  transfer::TransferRequest request(transfer::Direction direction,
+                                    const TransferOptions& options) const;
+  transfer::JobId submit(const transfer::TransferRequest& request, Job job);
+  void roll_back(const Job& job);
+  void settle(Job& job);
+  std::vector<FinishedJob> take_settled();
+  static FinishedJob report(transfer::JobId id, Job& job);
 
   std::shared_ptr<void> host_memory_;  // first: outlives the engine that copies into it
   std::unique_ptr<OffloadingManager> manager_;
   std::unique_ptr<transfer::TransferEngine> engine_;
-  std::unordered_map<transfer::JobId, Job> jobs_;
+  std::map<transfer::JobId, Job> jobs_;  // ordered by id: reports come oldest first
 };
 
 /**

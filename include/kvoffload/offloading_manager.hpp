@@ -89,6 +89,11 @@ class OffloadingManager {
 
   /// @brief Remove every ready and idle block (one removed event); pinned and pending stay.
   virtual void clear() = 0;
+
+  /// @brief True for a manager that moves blocks between tiers of its own and needs a
+  /// transfer engine to run its plans (the tiered manager, also behind decorators). Such a
+  /// manager cannot serve as one host tier (kvoffload::Offloader refuses it).
+  [[nodiscard]] virtual bool plans_transfers() const noexcept { return false; }
 };
 
 /// @brief LRU manager with `num_blocks` slots of medium kCpu.

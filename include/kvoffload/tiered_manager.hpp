@@ -168,6 +168,8 @@ class TieredOffloadingManager final : public OffloadingManager {
   std::vector<OffloadingEvent> take_events() override;
   ManagerStats stats() const override;
   void clear() override;
+  /// Always: promotions and demotions are transfer plans.
+  [[nodiscard]] bool plans_transfers() const noexcept override { return true; }
 
   /// @brief The tier of each hash that is ready and not in flight; nullopt otherwise. Changes
   /// nothing, counts nothing.

@@ -9,11 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kvoffload {
@@ -58,9 +61,10 @@ class ScriptedEngine final : public TransferEngine {
     if (wait_counter != nullptr) ++*wait_counter;
     return poll(id);
   }
+  // One made-up handle per job (its id), so forwarding can be checked; never dereferenced.
   std::vector<cudaEvent_t> completion_events(JobId id) override {
     KVO_EXPECTS(states_.contains(id), "job " + std::to_string(id) + " is unknown or retired");
-    return {};
+    return {reinterpret_cast<cudaEvent_t>(static_cast<std::uintptr_t>(id))};
   }
   bool is_host_fallback() const noexcept override { return true; }
   std::string description() const override { return "scripted"; }
@@ -82,6 +86,35 @@ class ScriptedEngine final : public TransferEngine {
   HostSlots host_;
   std::map<JobId, JobStatus> states_;
   JobId next_{1};
+};
+
+// An LRU manager whose next complete_store throws (without changing anything) when armed.
+class FlakyManager final : public OffloadingManager {
+ public:
+  explicit FlakyManager(std::size_t slots) : inner_{make_manager("lru", slots, 0)} {}
+  std::optional<std::size_t> lookup(std::span<const BlockHash> h) override {
+    return inner_->lookup(h);
+  }
+  LoadStoreSpec prepare_load(std::span<const BlockHash> h) override {
+    return inner_->prepare_load(h);
+  }
+  void touch(std::span<const BlockHash> h) override { inner_->touch(h); }
+  void complete_load(std::span<const BlockHash> h) override { inner_->complete_load(h); }
+  std::optional<PrepareStoreOutput> prepare_store(std::span<const BlockHash> h) override {
+    return inner_->prepare_store(h);
+  }
+  void complete_store(std::span<const BlockHash> h, bool success) override {
+    if (std::exchange(armed, false)) throw std::runtime_error("flaky complete_store");
+    inner_->complete_store(h, success);
+  }
+  std::vector<OffloadingEvent> take_events() override { return inner_->take_events(); }
+  ManagerStats stats() const override { return inner_->stats(); }
+  void clear() override { inner_->clear(); }
+
+  bool armed{false};
+
+ private:
+  std::unique_ptr<OffloadingManager> inner_;
 };
 
 constexpr std::size_t kGpuBlocks = 32;
@@ -139,6 +172,7 @@ TEST(Offloader, StoredBlocksAreNoHitUntilTheirJobIsReported) {
   EXPECT_TRUE(done[0].ok);
   EXPECT_EQ(done[0].job, ticket.job);
   EXPECT_EQ(done[0].hashes, hashes);
+  EXPECT_EQ(done[0].gpu_blocks, ids({5, 6, 7}));
   EXPECT_EQ(s.offloader->lookup(hashes), 3U);
   EXPECT_EQ(s.offloader->jobs_in_flight(), 0U);
   EXPECT_TRUE(s.offloader->poll().empty()) << "a job is reported once";
@@ -166,7 +200,7 @@ TEST(Offloader, LoadedBlocksStayPinnedUntilTheLoadIsReported) {
   s.engine->finish(s.offloader->store(kept, ids({0, 1})).job, true);
   ASSERT_EQ(s.offloader->poll().size(), 1U);
 
-  const JobId load = s.offloader->load(kept, ids({9, 10}));
+  const JobId load = s.offloader->load(kept, ids({9, 10})).value();
   EXPECT_EQ(s.engine->requests.back().direction, Direction::kLoad);
   EXPECT_EQ(s.engine->requests.back().gpu_blocks, ids({9, 10}));
   EXPECT_EQ(s.stats().pinned, 2U);
@@ -189,7 +223,7 @@ TEST(Offloader, AFailedLoadStillUnpins) {
   const std::vector<BlockHash> hashes{7};
   s.engine->finish(s.offloader->store(hashes, ids({0})).job, true);
   (void)s.offloader->poll();
-  const JobId load = s.offloader->load(hashes, ids({3}));
+  const JobId load = s.offloader->load(hashes, ids({3})).value();
   s.engine->finish(load, false);
   const FinishedJob done = s.offloader->wait(load);
   EXPECT_FALSE(done.ok);
@@ -297,11 +331,83 @@ TEST(Offloader, JobsAreReportedOnceOldestFirst) {
   EXPECT_EQ(done[1].job, c);
   EXPECT_THROW((void)s.offloader->wait(a), logic_error) << "a reported job is not running";
   EXPECT_THROW((void)s.offloader->completion_events(a), logic_error);
-  EXPECT_TRUE(s.offloader->completion_events(b).empty());
+  const std::vector<cudaEvent_t> events = s.offloader->completion_events(b);
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(events[0]), b) << "the engine's events, forwarded";
   const std::vector<FinishedJob> rest = s.offloader->wait_all();
   ASSERT_EQ(rest.size(), 1U);
   EXPECT_EQ(rest[0].job, b);
   EXPECT_EQ(s.offloader->lookup(std::vector<BlockHash>{1, 2, 3}), 3U);
+}
+
+TEST(Offloader, RefusesAManagerThatPlansTransfersOfItsOwn) {
+  Cache cache{8, 1};
+  for (const char* spec : {"tiered:instant=1", "tiered:instant=1+mutex"}) {
+    SCOPED_TRACE(spec);
+    try {
+      Offloader offloader{make_manager(spec, 8, 0),
+                          std::make_unique<ScriptedEngine>(*cache.layout, cache.slots)};
+      FAIL() << "a tiered manager was accepted";
+    } catch (const logic_error& e) {
+      expect_contains(e.what(), "tiered");
+    }
+  }
+}
+
+TEST(Offloader, AnEmptyLoadIsNothingToDo) {
+  Scripted s{4};
+  EXPECT_FALSE(s.offloader->load({}, {}).has_value());
+  EXPECT_TRUE(s.engine->requests.empty());
+}
+
+TEST(Offloader, ARepeatedHashIsPinnedPerOccurrenceAndReleasedOnce) {
+  Scripted s{4};
+  const std::vector<BlockHash> one{8};
+  s.engine->finish(s.offloader->store(one, ids({0})).job, true);
+  (void)s.offloader->poll();
+  const JobId load         = s.offloader->load(std::vector<BlockHash>{8, 8}, ids({1, 2})).value();
+  const TransferRequest& r = s.engine->requests.back();
+  ASSERT_EQ(r.host_slots.size(), 2U);
+  EXPECT_EQ(r.host_slots[0], r.host_slots[1]);
+  EXPECT_EQ(r.gpu_blocks, ids({1, 2}));
+  EXPECT_EQ(s.stats().pinned, 1U);
+  s.engine->finish(load, true);
+  ASSERT_EQ(s.offloader->poll().size(), 1U);
+  EXPECT_EQ(s.stats().pinned, 0U) << "both references released";
+  EXPECT_EQ(s.stats().evictable, 1U);
+}
+
+TEST(Offloader, TheTicketNamesTheEvictedBlocks) {
+  Scripted s{2};
+  s.engine->finish(s.offloader->store(std::vector<BlockHash>{1, 2}, ids({0, 1})).job, true);
+  (void)s.offloader->poll();
+  s.offloader->touch(std::vector<BlockHash>{1, 2});  // the first ends most recent: 2 leaves
+  const StoreTicket t = s.offloader->store(std::vector<BlockHash>{3}, ids({2}));
+  ASSERT_EQ(t.outcome, Outcome::kSubmitted);
+  EXPECT_EQ(t.evicted, (std::vector<BlockHash>{2}));
+  EXPECT_EQ(s.offloader->lookup(std::vector<BlockHash>{2}), 0U);
+  EXPECT_EQ(s.offloader->lookup(std::vector<BlockHash>{1}), 1U);
+}
+
+TEST(Offloader, AManagerThatThrowsOnConfirmLosesNoReport) {
+  Cache cache{4, 1};
+  auto flaky_owned       = std::make_unique<FlakyManager>(4);
+  FlakyManager* flaky    = flaky_owned.get();
+  auto engine_owned      = std::make_unique<ScriptedEngine>(*cache.layout, cache.slots);
+  ScriptedEngine* engine = engine_owned.get();
+  Offloader offloader{std::move(flaky_owned), std::move(engine_owned)};
+  const std::vector<BlockHash> hashes{4, 5};
+  const JobId job = offloader.store(hashes, ids({0, 1})).job;
+  engine->finish(job, true);
+  flaky->armed = true;
+  EXPECT_THROW((void)offloader.poll(), std::runtime_error);
+  EXPECT_EQ(offloader.jobs_in_flight(), 1U) << "the job waits to be confirmed again";
+  EXPECT_EQ(offloader.manager().stats().pending, 2U);
+  const std::vector<FinishedJob> done = offloader.poll();  // the engine retired it already
+  ASSERT_EQ(done.size(), 1U);
+  EXPECT_EQ(done[0].job, job);
+  EXPECT_TRUE(done[0].ok);
+  EXPECT_EQ(offloader.lookup(hashes), 2U);
 }
 
 TEST(Offloader, TheDestructorWaitsForRunningJobs) {
@@ -370,7 +476,7 @@ void expect_round_trip(Offloader& offloader, const KvLayout& layout, std::size_t
     for (BlockId b : to)
       std::memset(layout.gpu_chunk(t_i, b), 0xA5, layout.tensors()[t_i].chunk_bytes);
   }
-  const FinishedJob done = offloader.wait(offloader.load(hashes, to));
+  const FinishedJob done = offloader.wait(offloader.load(hashes, to).value());
   ASSERT_TRUE(done.ok) << done.error;
   for (std::size_t t_i = 0; t_i < layout.num_tensors(); ++t_i) {
     for (std::size_t i = 0; i < to.size(); ++i) {

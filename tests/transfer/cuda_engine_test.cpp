@@ -425,7 +425,7 @@ TEST_F(CudaEngineTest, OffloaderRoundTripOnTheDevice) {
   ASSERT_EQ(offloader->lookup(hashes), 3U);
 
   const std::vector<BlockId> to{39, 38, 37, 36, 35, 34};
-  const JobId load = offloader->load(hashes, to, {.per_layer_events = true});
+  const JobId load = offloader->load(hashes, to, {.per_layer_events = true}).value();
   EXPECT_EQ(offloader->completion_events(load).size(), layout.num_layers());
   const FinishedJob done = offloader->wait(load);
   ASSERT_TRUE(done.ok) << done.error;
