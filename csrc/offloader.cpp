@@ -117,8 +117,8 @@ std::optional<JobId> Offloader::load(std::span<const BlockHash> hashes,
   job.gpu_blocks.assign(gpu_blocks.begin(), gpu_blocks.end());
   TransferRequest req = request(Direction::kLoad, options);
   req.gpu_blocks      = job.gpu_blocks;
-  LoadStoreSpec spec = manager_->prepare_load(hashes);  // pins; throws naming an unready hash
-  req.host_slots     = std::move(spec.block_ids);
+  LoadStoreSpec spec  = manager_->prepare_load(hashes);  // pins; throws naming an unready hash
+  req.host_slots      = std::move(spec.block_ids);
   return submit(req, std::move(job));
 }
 
