@@ -16,24 +16,16 @@
 
 namespace {
 
+using kvoffload::bench::json_escape;
 using kvoffload::bench::Report;
 using kvoffload::bench::Row;
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 void write_json(const Report& report, const std::string& path) {
   std::ofstream out{path};
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  out << "{\n  \"date\": \"" << date << "\",\n  \"device\": \"" << escape(report.device)
+  out << "{\n  \"date\": \"" << date << "\",\n  \"device\": \"" << json_escape(report.device)
       << "\",\n  \"host_fallback\": " << (report.host_fallback ? "true" : "false")
       << ",\n  \"rows\": [\n";
   for (std::size_t i = 0; i < report.rows.size(); ++i) {
@@ -41,7 +33,7 @@ void write_json(const Report& report, const std::string& path) {
     out << "    {\"section\": \"" << r.section << "\", \"method\": \"" << r.method
         << "\", \"direction\": \"" << r.direction << "\", \"chunk_bytes\": " << r.chunk_bytes
         << ", \"blocks\": " << r.blocks << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit
-        << "\", \"ratio\": " << r.ratio << ", \"note\": \"" << escape(r.note) << "\"}"
+        << "\", \"ratio\": " << r.ratio << ", \"note\": \"" << json_escape(r.note) << "\"}"
         << (i + 1 < report.rows.size() ? ",\n" : "\n");
   }
   out << "  ]\n}\n";

@@ -11,6 +11,7 @@
 #include "common.hpp"
 #include "replay/replay.hpp"
 #include "replay/trace.hpp"
+#include "report.hpp"
 
 #include <kvoffload/offloader.hpp>
 #include <kvoffload/transfer/transfer.hpp>
@@ -124,15 +125,6 @@ class Memory {
   std::vector<std::byte> host_arena_;
   std::vector<std::byte> host_slots_;
 };
-
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 }  // namespace
 

@@ -19,6 +19,16 @@ struct Row {
   std::string note;
 };
 
+/// `text` inside a JSON string: quotes and backslashes escaped.
+inline std::string json_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 struct Report {
   std::string device;  ///< what ran: GPU name, or the host engine's description
   bool host_fallback{false};
