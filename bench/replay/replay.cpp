@@ -60,8 +60,10 @@ ReplayResult replay(const Trace& trace, OffloadingManager& manager) {
       }
     }
   }
-  result.manager_seconds = std::chrono::duration<double>(inside).count();
-  result.metadata_bytes  = manager.stats().metadata_bytes;
+  result.manager_seconds   = std::chrono::duration<double>(inside).count();
+  const ManagerStats stats = manager.stats();
+  result.metadata_bytes    = stats.metadata_bytes;
+  result.sketch_bytes      = stats.sketch_bytes;
   return result;
 }
 

@@ -124,14 +124,15 @@ int run(int argc, char** argv) {
   json << "{\"trace\": \"" << trace_path
        << "\", \"scrambled_ids\": " << (scramble ? "true" : "false") << ", \"results\": [";
   bool first_json = true;
-  std::printf("%-34s %9s %9s %9s %9s %9s %9s\n",
+  std::printf("%-34s %9s %9s %9s %9s %9s %9s %9s\n",
               "policy",
               "capacity",
               "hit",
               "prefix",
               "belady",
               "Mops/s",
-              "B/slot");
+              "B/slot",
+              "sketch");
   for (const std::string& capacity_text : capacities) {
     const std::size_t capacity = replay::parse_capacity(capacity_text, trace.distinct_ids);
     const double optimum       = double(replay::belady_hits(trace, capacity)) / trace.references;
@@ -145,20 +146,22 @@ int run(int argc, char** argv) {
       }
       std::sort(speeds.begin(), speeds.end());
       const double median = speeds[speeds.size() / 2];
-      std::printf("%-34s %9zu %9.4f %9.4f %9.4f %9.1f %9.1f\n",
+      std::printf("%-34s %9zu %9.4f %9.4f %9.4f %9.1f %9.1f %9.1f\n",
                   policy.c_str(),
                   capacity,
                   result.hit_rate(),
                   result.prefix_hit_rate(),
                   optimum,
                   median / 1e6,
-                  result.bytes_per_slot());
+                  result.bytes_per_slot(),
+                  result.sketch_bytes_per_slot());
       json << (first_json ? "" : ", ") << "{\"policy\": \"" << policy
            << "\", \"capacity\": " << capacity << ", \"capacity_spec\": \"" << capacity_text
            << "\", \"hit_rate\": " << result.hit_rate()
            << ", \"prefix_hit_rate\": " << result.prefix_hit_rate()
            << ", \"belady_hit_rate\": " << optimum << ", \"block_ops_per_second\": " << median
-           << ", \"bytes_per_slot\": " << result.bytes_per_slot() << "}";
+           << ", \"bytes_per_slot\": " << result.bytes_per_slot()
+           << ", \"sketch_bytes_per_slot\": " << result.sketch_bytes_per_slot() << "}";
       first_json = false;
     }
   }
@@ -170,7 +173,8 @@ int run(int argc, char** argv) {
   }
   std::printf(
       "\nhit = ready blocks / block references; prefix = ready leading prefix / "
-      "references; belady = offline optimum at the same capacity\n");
+      "references; belady = offline optimum at the same capacity; B/slot = metadata per slot "
+      "without sketches, sketch = sketch and sampled-statistics bytes per slot\n");
   return 0;
 }
 
