@@ -132,6 +132,9 @@ lat = [x for x in rows if x["section"] == "latency" and x["blocks"] == 1]
 if lat:
     x = min(lat, key=lambda x: x["value"])
     print(f"{'1 block x 32 x 16 KiB submit->done, best':58} {x['value']:>12.1f} us {x['method']:>6}  <= 10 us")
+    sub = [y for y in rows if y["section"] == "submit_cost" and y["blocks"] == 1 and y["method"] == x["method"]]
+    if sub:
+        print(f"{'  of which host time inside submit()':58} {sub[0]['value']:>12.1f} us {x['method']:>6}")
 bi = [x for x in rows if x["section"] == "bidirectional" and x["method"] != "ceiling"]
 if bi:
     x = max(bi, key=lambda x: x["value"])
