@@ -46,16 +46,17 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-void fill(std::byte* block, BlockHash hash) {
+// The bytes of GPU block `sub` (of k) of `hash`.
+void fill(std::byte* block, BlockHash hash, std::size_t sub) {
   for (std::size_t i = 0; i < kChunk; i += 8) {
-    const std::uint64_t word = mix(hash * 64 + i);
+    const std::uint64_t word = mix((hash * 8 + sub) * 64 + i);
     std::memcpy(block + i, &word, 8);
   }
 }
 
-bool holds(const std::byte* block, BlockHash hash) {
+bool holds(const std::byte* block, BlockHash hash, std::size_t sub) {
   std::byte expected[kChunk];
-  fill(expected, hash);
+  fill(expected, hash, sub);
   return std::memcmp(block, expected, kChunk) == 0;
 }
 
@@ -99,7 +100,8 @@ class LateEngine final : public TransferEngine {
 
 struct TraceCase {
   const char* spec;
-  bool late;  // LateEngine instead of the host engine's worker threads
+  bool late;      // LateEngine instead of the host engine's worker threads
+  std::size_t k;  // GPU blocks per host slot
 };
 
 class OffloaderTrace : public ::testing::TestWithParam<TraceCase> {};
@@ -112,14 +114,15 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
   for (std::size_t r = 0; r < requests; ++r)
     longest = std::max(longest, trace.requests[r].hashes.size());
 
-  // "GPU" blocks: a request's blocks at [0, n) while the previous request's loads may still
-  // be reading into [longest, longest + n): two halves, alternating.
-  const std::size_t gpu_blocks = 2 * longest;
+  // "GPU" blocks: a request's k blocks per hash at [0, n k) while the previous request's jobs
+  // may still use [longest k, longest k + n k): two halves, alternating.
+  const std::size_t k          = GetParam().k;
+  const std::size_t gpu_blocks = 2 * longest * k;
   std::vector<std::byte> gpu(gpu_blocks * kChunk);
-  const KvLayout layout{{KvTensor{gpu.data(), kChunk, kChunk, 0}}, gpu_blocks};
+  const KvLayout layout{{KvTensor{gpu.data(), kChunk, kChunk, 0}}, gpu_blocks, k};
   const std::size_t slots = 1500;  // about 2% of the distinct blocks in the slice
-  std::vector<std::byte> host(slots * kChunk);
-  const HostSlots host_slots{host.data(), kChunk, slots};
+  std::vector<std::byte> host(slots * k * kChunk);
+  const HostSlots host_slots{host.data(), k * kChunk, slots};
   std::unique_ptr<TransferEngine> engine =
       transfer::make_host_transfer_engine(layout, host_slots, {.host_threads = 3});
   if (GetParam().late) engine = std::make_unique<LateEngine>(std::move(engine));
@@ -145,9 +148,12 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
     const Load& load = it->second;
     EXPECT_EQ(done.gpu_blocks, load.blocks) << "job " << done.job;
     for (std::size_t i = 0; i < load.hashes.size(); ++i) {
-      const std::byte* block = gpu.data() + static_cast<std::size_t>(load.blocks[i]) * kChunk;
-      EXPECT_TRUE(holds(block, load.hashes[i]))
-          << "GPU block " << load.blocks[i] << " does not hold hash " << load.hashes[i];
+      for (std::size_t sub = 0; sub < k; ++sub) {
+        const BlockId b        = load.blocks[i * k + sub];
+        const std::byte* block = gpu.data() + static_cast<std::size_t>(b) * kChunk;
+        EXPECT_TRUE(holds(block, load.hashes[i], sub))
+            << "GPU block " << b << " does not hold part " << sub << " of hash " << load.hashes[i];
+      }
       ++verified;
     }
     loads.erase(it);
@@ -161,31 +167,34 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
       if (running.contains(job)) finished(offloader->wait(job));
     }
     jobs.clear();
-    const std::size_t half = (r % 2) * longest;
+    const std::size_t half = (r % 2) * longest * k;
     const std::size_t hit  = offloader->lookup(hashes).value_or(0);
     offloader->touch(hashes);
-    std::vector<BlockId> blocks(hashes.size());
+    std::vector<BlockId> blocks(hashes.size() * k);
     for (std::size_t i = 0; i < blocks.size(); ++i)
       blocks[i] = static_cast<BlockId>(half + i);
     // Poison the load destinations, fill the store sources with each hash's pattern.
     for (std::size_t i = 0; i < hashes.size(); ++i) {
-      std::byte* block = gpu.data() + (half + i) * kChunk;
-      if (i < hit) {
-        std::memset(block, 0xA5, kChunk);
-      } else {
-        fill(block, hashes[i]);
+      for (std::size_t sub = 0; sub < k; ++sub) {
+        std::byte* block = gpu.data() + static_cast<std::size_t>(blocks[i * k + sub]) * kChunk;
+        if (i < hit) {
+          std::memset(block, 0xA5, kChunk);
+        } else {
+          fill(block, hashes[i], sub);
+        }
       }
     }
     const std::span<const BlockHash> prefix{hashes.data(), hit};
-    if (const auto job = offloader->load(prefix, std::span{blocks}.first(hit))) {
+    if (const auto job = offloader->load(prefix, std::span{blocks}.first(hit * k))) {
       loads.emplace(*job,
-                    Load{{prefix.begin(), prefix.end()}, {blocks.begin(), blocks.begin() + hit}});
+                    Load{{prefix.begin(), prefix.end()},
+                         {blocks.begin(), blocks.begin() + static_cast<std::ptrdiff_t>(hit * k)}});
       running.insert(*job);
       jobs.push_back(*job);
     }
     // The store may evict while this load and the previous request's jobs still run.
     const StoreTicket ticket =
-        offloader->store(std::span{hashes}.subspan(hit), std::span{blocks}.subspan(hit));
+        offloader->store(std::span{hashes}.subspan(hit), std::span{blocks}.subspan(hit * k));
     stored += ticket.stored.size();
     if (ticket.outcome == StoreTicket::Outcome::kSubmitted) {
       running.insert(ticket.job);
@@ -206,22 +215,23 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
   EXPECT_EQ(st.pinned, 0U);
 }
 
-INSTANTIATE_TEST_SUITE_P(Specs,
-                         OffloaderTrace,
-                         ::testing::Values(TraceCase{"lru", false},
-                                           TraceCase{"density", false},
-                                           TraceCase{"arc+filter:threshold=2", false},
-                                           TraceCase{"lru", true},
-                                           TraceCase{"density", true}),
-                         [](const auto& info) {
-                           std::string name = info.param.spec;
-                           std::replace_if(
-                               name.begin(),
-                               name.end(),
-                               [](char c) { return !std::isalnum(c); },
-                               '_');
-                           return name + (info.param.late ? "_late" : "_threads");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Specs,
+    OffloaderTrace,
+    ::testing::Values(TraceCase{"lru", false, 1},
+                      TraceCase{"density", false, 1},
+                      TraceCase{"arc+filter:threshold=2", false, 1},
+                      TraceCase{"lru+sharded:shards=4", false, 1},
+                      TraceCase{"density", false, 2},
+                      TraceCase{"lru", true, 1},
+                      TraceCase{"density", true, 1},
+                      TraceCase{"density", true, 2}),
+    [](const auto& info) {
+      std::string name = info.param.spec;
+      std::replace_if(
+          name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
+      return name + (info.param.late ? "_late" : "_threads") + "_k" + std::to_string(info.param.k);
+    });
 
 }  // namespace
 }  // namespace kvoffload
