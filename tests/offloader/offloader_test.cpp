@@ -1,6 +1,7 @@
 // The Offloader: a manager and a transfer engine kept in step. A scripted engine (jobs finish
 // or fail when the test says, submits can be rejected) pins down the state rules; the host
 // engine checks that bytes make the round trip.
+#include "policy/test_util.hpp"
 #include "transfer/layouts.hpp"
 
 #include <kvoffload/error.hpp>
@@ -32,9 +33,7 @@ using transfer::TransferEngine;
 using transfer::TransferRequest;
 using Outcome = StoreTicket::Outcome;
 
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-}
+using testing::expect_contains;
 
 // Jobs stay pending until finish(); submit() throws while `reject` is set.
 class ScriptedEngine final : public TransferEngine {

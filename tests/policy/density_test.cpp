@@ -362,9 +362,6 @@ TEST(DensityModel, BadOptionsThrowNamingTheValue) {
     }
     return "(accepted)";
   };
-  auto expect_contains = [](const std::string& text, const std::string& part) {
-    EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-  };
   const HitDensityModel::Options ok{.horizon = 1024, .sample_shift = 0, .update_interval = 64};
   EXPECT_EQ(message_of(ok), "(accepted)");
   auto bad    = ok;
