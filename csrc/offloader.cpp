@@ -250,13 +250,15 @@ std::unique_ptr<OffloadingManager> host_tier_manager(std::string_view policy_spe
                                                      std::size_t slots,
                                                      std::size_t slot_bytes) {
   ManagerConfig config = parse_manager_spec(policy_spec);
-  KVO_EXPECTS(config.policy != "tiered",
-              "offloader: policy '" + std::string{policy_spec} +
-                  "' is tiered; an Offloader runs one host tier (use a single-tier policy)");
   config.num_blocks    = slots;
   config.block_size    = slot_bytes;
   config.enable_events = false;  // nobody would take them: build the manager to have them
-  return make_manager(config);
+  auto manager         = make_manager(config);
+  // The constructor refuses it too; asking here names the spec, before any memory is pinned.
+  KVO_EXPECTS(!manager->plans_transfers(),
+              "offloader: policy '" + std::string{policy_spec} +
+                  "' is tiered; an Offloader runs one host tier (use a single-tier policy)");
+  return manager;
 }
 
 }  // namespace
