@@ -60,6 +60,8 @@ class ArcPolicy final : public EvictionPolicy {
     }
   }
 
+  // A touch of a ghost adapts p and, as vLLM does, moves the ghost to its list's MRU end, so
+  // later trims drop the ghosts nobody asked for (the same ghosts vLLM's lists drop).
   void on_touch_absent(BlockHash hash) override {
     const std::uint32_t ghost = ghost_index_.find(hash);
     if (ghost == kNil) return;
@@ -68,9 +70,11 @@ class ArcPolicy final : public EvictionPolicy {
     if (ghost_list_of_[ghost] == ArcList::kB1) {
       // Case II: p = min(p + delta1, c), delta1 = max(1, |B2|/|B1|).
       p_ = std::min(p_ + std::max(1.0, b2 / b1), static_cast<double>(capacity_));
+      b1_.move_to_back(ghost);
     } else {
       // Case III: p = max(p - delta2, 0), delta2 = max(1, |B1|/|B2|).
       p_ = std::max(p_ - std::max(1.0, b1 / b2), 0.0);
+      b2_.move_to_back(ghost);
     }
   }
 

@@ -113,6 +113,22 @@ TEST(Arc, GhostListsAreTrimmedToTheCapacity) {
   expect_invariants(*m);
 }
 
+// vLLM moves a touched ghost to the MRU end of its list, so the next trim drops another one.
+TEST(Arc, ATouchedGhostMovesToItsListsMruEndAndOutlivesTheNextTrim) {
+  auto m = make_arc_manager(2, 16);
+  store(*m, {1, 2});
+  store(*m, {3, 4});    // p = 0: 1 then 2 leave T1, B1 = [1, 2] (oldest first)
+  m->touch(Hashes{1});  // B1 hit: p = 1, and B1 = [2, 1]
+  ASSERT_DOUBLE_EQ(state_of(*m).p, 1.0);
+  store(*m, {5});  // |T1| = 2 >= p: 3 leaves T1; B1 is full, so its oldest ghost, 2, goes
+  EXPECT_EQ(state_of(*m).b1, 2u);
+  m->touch(Hashes{2});  // 2 is no ghost any more: p unchanged
+  EXPECT_DOUBLE_EQ(state_of(*m).p, 1.0);
+  m->touch(Hashes{1});  // 1 still is: p = min(1 + max(1, |B2|/|B1|), 2) = 2
+  EXPECT_DOUBLE_EQ(state_of(*m).p, 2.0);
+  expect_invariants(*m);
+}
+
 TEST(Arc, AStoredBlockLeavesTheGhostLists) {
   auto m = make_arc_manager(2, 16);
   store(*m, {1});

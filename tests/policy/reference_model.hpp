@@ -62,9 +62,11 @@ class ReferenceModel final : public OffloadingManager {
       } else if (contains(b1_, h)) {
         const double delta = std::max(1.0, double(b2_.size()) / double(b1_.size()));
         p_                 = std::min(p_ + delta, double(capacity_));
+        move_to_back(b1_, h);  // vLLM keeps a touched ghost fresh
       } else if (contains(b2_, h)) {
         const double delta = std::max(1.0, double(b1_.size()) / double(b2_.size()));
         p_                 = std::max(p_ - delta, 0.0);
+        move_to_back(b2_, h);
       }
     }
   }
