@@ -259,8 +259,9 @@ class TieredOffloadingManager::Impl {
         std::unique(distinct_.begin(), distinct_.end()) - distinct_.begin());
     protect(hashes);
     // The fastest tier that can take the whole batch (free or evictable slots) stores it.
-    std::size_t target = tiers_.size();
-    for (std::size_t t = 0; t < tiers_.size() && target == tiers_.size(); ++t) {
+    std::size_t target           = tiers_.size();
+    const std::size_t candidates = config_.stores_to_tier_zero_only ? 1 : tiers_.size();
+    for (std::size_t t = 0; t < candidates && target == tiers_.size(); ++t) {
       std::size_t protected_idle = 0;
       for (SlotId slot : protected_) {
         if (slots_[slot].tier == t && is_idle(slot)) ++protected_idle;
@@ -428,6 +429,75 @@ class TieredOffloadingManager::Impl {
     }
     flush_events();
   }
+
+  void adopt_ready(std::uint32_t t,
+                   std::span<const BlockHash> hashes,
+                   std::span<const BlockId> at) {
+    KVO_EXPECTS(hashes.size() == at.size(),
+                "adopt_ready: " + std::to_string(hashes.size()) + " hashes but " +
+                    std::to_string(at.size()) + " slots");
+    KVO_EXPECTS(t < tiers_.size(),
+                "adopt_ready: tier " + std::to_string(t) + " does not exist (" +
+                    std::to_string(tiers_.size()) + " tiers)");
+    Tier& tier = tiers_[t];
+    std::vector<bool> taken(tier.size, false);
+    distinct_.assign(hashes.begin(), hashes.end());
+    std::sort(distinct_.begin(), distinct_.end());
+    const auto repeated = std::adjacent_find(distinct_.begin(), distinct_.end());
+    KVO_EXPECTS(repeated == distinct_.end(),
+                "adopt_ready: block hash " + hash_str(repeated == distinct_.end() ? 0 : *repeated) +
+                    " is given twice");
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      KVO_EXPECTS(at[i] < tier.size,
+                  "adopt_ready: slot " + std::to_string(at[i]) + " is out of range (tier " +
+                      std::to_string(t) + " has " + std::to_string(tier.size) + " slots)");
+      const SlotId slot = tier.offset + static_cast<SlotId>(at[i]);
+      KVO_EXPECTS(slots_[slot].state == State::kFree && !slots_[slot].being_read && !taken[at[i]],
+                  "adopt_ready: slot " + std::to_string(at[i]) + " of tier " + std::to_string(t) +
+                      " is in use or given twice");
+      KVO_EXPECTS(index_->find(hashes[i]) == kNil,
+                  "adopt_ready: block hash " + hash_str(hashes[i]) + " is stored already");
+      taken[at[i]] = true;
+    }
+    if (hashes.empty()) return;
+    // Rebuild the free stack without the adopted slots: the freed ones stay at the bottom in
+    // their order, the never-used ones go on top in descending order (so they pop ascending).
+    std::vector<SlotId> free;
+    free.reserve(tier.free_count());
+    for (SlotId slot : tier.free)
+      if (!taken[slot - tier.offset]) free.push_back(slot);
+    for (SlotId slot = tier.offset + tier.size; slot-- > tier.unused;)
+      if (!taken[slot - tier.offset]) free.push_back(slot);
+    tier.free.swap(free);
+    tier.unused = tier.offset + tier.size;
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      place(tier.offset + static_cast<SlotId>(at[i]), hashes[i], State::kReady);
+      stored_[t].push_back(hashes[i]);
+    }
+    stats_.adopted += hashes.size();
+    flush_events();
+  }
+
+  void discard(std::span<const BlockHash> hashes) {
+    for (BlockHash hash : hashes) {
+      const SlotId slot = index_->find(hash);
+      KVO_EXPECTS(slot != kNil, "discard: block hash " + hash_str(hash) + " is not stored");
+      KVO_EXPECTS(is_idle(slot),
+                  "discard: block hash " + hash_str(hash) +
+                      " is pending, pinned or in flight; only a ready idle block can be dropped");
+    }
+    for (BlockHash hash : hashes) {
+      const SlotId slot = index_->find(hash);
+      if (slot == kNil) continue;  // given twice
+      removed_[slots_[slot].tier].push_back(hash);
+      unlink(slot);
+      free_slot(slot);
+      ++stats_.discarded;
+    }
+    flush_events();
+  }
+
+  [[nodiscard]] const TieredConfig& config() const noexcept { return config_; }
 
   TieredStats tiered_stats() const {
     TieredStats s = stats_;
@@ -861,6 +931,17 @@ std::vector<TransferPlan> TieredOffloadingManager::process_prefetch() {
 }
 void TieredOffloadingManager::complete_prefetch(std::span<const BlockHash> hashes, bool success) {
   impl_->complete_prefetch(hashes, success);
+}
+void TieredOffloadingManager::adopt_ready(std::uint32_t tier,
+                                          std::span<const BlockHash> hashes,
+                                          std::span<const BlockId> slots) {
+  impl_->adopt_ready(tier, hashes, slots);
+}
+void TieredOffloadingManager::discard(std::span<const BlockHash> hashes) {
+  impl_->discard(hashes);
+}
+const TieredConfig& TieredOffloadingManager::config() const noexcept {
+  return impl_->config();
 }
 TieredStats TieredOffloadingManager::tiered_stats() const {
   return impl_->tiered_stats();

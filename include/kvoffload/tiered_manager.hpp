@@ -5,7 +5,8 @@
  *
  * Tier 0 is the fastest. A prepare_store puts its new blocks, all together, into the fastest
  * tier that has enough free or evictable slots for the whole batch (tier 0 unless the batch is
- * larger than tier 0 can take); no tier can: nullopt. Each tier keeps its blocks in LRU order. The
+ * larger than tier 0 can take; with `stores_to_tier_zero_only`, tier 0 or none); no tier can:
+ * nullopt. Each tier keeps its blocks in LRU order. The
  * manager never moves bytes: every move comes out as a TransferPlan (source tier and slot ->
  * destination tier and slot) that the transfer engine executes and confirms with
  * `complete_transfer(plan.id, success)` (or `complete_prefetch(hashes)` for prefetches).
@@ -78,7 +79,10 @@ struct TieredConfig {
   std::uint32_t promote_after{2};   ///< touches in a slower tier that promote; 0 = never
   std::size_t lookahead{32};        ///< most prefetch plans per process_prefetch()
   bool instant_transfers{false};    ///< confirm every plan as it is made
-  std::size_t block_size{0};        ///< carried into events
+  /// prepare_store uses tier 0 only (nullopt when it cannot take the batch). An Offloader sets
+  /// it: new blocks come from the GPU into host memory, never straight to disk.
+  bool stores_to_tier_zero_only{false};
+  std::size_t block_size{0};  ///< carried into events
   bool enable_events{true};
 };
 
@@ -149,6 +153,8 @@ struct TieredStats {
   std::uint64_t prefetch_hints{0};    ///< hints queued
   std::uint64_t prefetch_dropped_absent{0};  ///< hints for absent (or evicted) blocks
   std::uint64_t prefetch_dropped_other{0};   ///< hints for blocks already fast or not movable
+  std::uint64_t adopted{0};    ///< blocks taken in ready by adopt_ready (a restart's recovery)
+  std::uint64_t discarded{0};  ///< ready blocks dropped by discard (e.g. found corrupt)
 };
 
 /// @brief The tiered manager (see the file comment for the rules).
@@ -193,6 +199,28 @@ class TieredOffloadingManager final : public OffloadingManager {
   /// @brief Complete the prefetch of each hash. @throws logic_error if a hash has no prefetch
   /// in flight (names it); nothing changes then.
   void complete_prefetch(std::span<const BlockHash> hashes, bool success = true);
+
+  /**
+   * @brief Take in blocks that already sit in tier `tier` (e.g. a persistent disk store's
+   * blocks after a restart) as ready and idle, at `slots[i]` (slots inside the tier), the first
+   * hash the least recently used; a stored event for the tier's medium names them. Free slots
+   * are handed out afterwards in ascending order, then the most recently freed.
+   * @throws logic_error naming the offending value, and nothing changes, if the sizes differ,
+   * the tier or a slot is out of range, a slot is in use or given twice, or a hash is stored
+   * already or given twice
+   */
+  void adopt_ready(std::uint32_t tier,
+                   std::span<const BlockHash> hashes,
+                   std::span<const BlockId> slots);
+  /**
+   * @brief Drop ready blocks whose bytes must not be used any more (e.g. a disk read found them
+   * corrupt): removed event, counted in `discarded`; their slots are free again.
+   * @throws logic_error naming the first hash that is not stored, or is pending, pinned or in
+   * flight; nothing changes then
+   */
+  void discard(std::span<const BlockHash> hashes);
+  /// The configuration it was built with.
+  [[nodiscard]] const TieredConfig& config() const noexcept;
 
   [[nodiscard]] TieredStats tiered_stats() const;
   /// @brief Throws std::logic_error if an internal invariant is broken (tests call it).

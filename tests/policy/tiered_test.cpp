@@ -355,5 +355,104 @@ TEST(Tiered, MetadataStaysWithin64BytesPerSlot) {
   EXPECT_LE(static_cast<double>(m->stats().metadata_bytes) / n, 64.0);
 }
 
+TieredConfig host_and_disk(std::size_t host, std::size_t disk) {
+  return TieredConfig{.tiers                    = {{Medium::kCpu, host}, {Medium::kDisk, disk}},
+                      .promote_after            = 0,
+                      .stores_to_tier_zero_only = true};
+}
+
+TEST(Tiered, StoresToTierZeroOnlyRefusesABatchTierZeroCannotTake) {
+  TieredOffloadingManager m{host_and_disk(2, 8)};
+  EXPECT_EQ(m.prepare_store(Hashes{1, 2, 3}), std::nullopt);  // would have gone to disk
+  EXPECT_EQ(m.stats().store_rejections, 1u);
+  EXPECT_EQ(store(m, {1, 2}), (Ids{0, 1}));
+  m.check_invariants();
+}
+
+TEST(Tiered, AdoptReadyTakesBlocksInAtTheirSlotsAndAnnouncesThem) {
+  TieredOffloadingManager m{host_and_disk(2, 4)};
+  (void)m.take_events();
+  m.adopt_ready(1, Hashes{70, 71}, Ids{3, 1});
+  m.check_invariants();
+  EXPECT_EQ(m.lookup_tiers(Hashes{70, 71}), (Tiers{1u, 1u}));
+  const auto events = m.take_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].removed);
+  EXPECT_EQ(events[0].medium, Medium::kDisk);
+  EXPECT_EQ(events[0].block_hashes, (Hashes{70, 71}));
+  EXPECT_EQ(m.tiered_stats().adopted, 2u);
+  EXPECT_EQ(m.tiered_stats().tiers[1].ready, 2u);
+  // Demotions fill the free disk slots 0 and 2, ascending, never an adopted one.
+  EXPECT_EQ(store(m, {1, 2}), (Ids{0, 1}));
+  auto out = m.prepare_store(Hashes{3, 4});
+  ASSERT_TRUE(out);
+  auto plans = m.take_transfer_plans();
+  ASSERT_EQ(plans.size(), 2u);
+  EXPECT_EQ(plans[0].destination_slot, 0u);
+  EXPECT_EQ(plans[1].destination_slot, 2u);
+  for (const auto& p : plans)
+    m.complete_transfer(p.id, true);
+  m.complete_store(out->block_hashes_to_store, true);
+  m.check_invariants();
+  // The disk is full now: the next demotion drops the least recent disk block, adopted 70.
+  out = m.prepare_store(Hashes{5});
+  ASSERT_TRUE(out);
+  plans = m.take_transfer_plans();
+  ASSERT_EQ(plans.size(), 1u);
+  EXPECT_EQ(plans[0].destination_slot, 3u);
+  EXPECT_EQ(m.lookup(Hashes{70}), 0u);
+  m.complete_transfer(plans[0].id, true);
+  m.complete_store(out->block_hashes_to_store, true);
+  m.check_invariants();
+}
+
+TEST(Tiered, AdoptReadyRefusesBadInputAndChangesNothing) {
+  TieredOffloadingManager m{host_and_disk(2, 4)};
+  EXPECT_EQ(store(m, {1}), (Ids{0}));
+  auto refused = [&](std::uint32_t tier, Hashes hashes, Ids slots, const std::string& part) {
+    try {
+      m.adopt_ready(tier, hashes, slots);
+      ADD_FAILURE() << "accepted: " << part;
+    } catch (const logic_error& e) {
+      expect_contains(e.what(), part);
+    }
+    m.check_invariants();
+    EXPECT_EQ(m.tiered_stats().adopted, 0u);
+  };
+  refused(1, {5, 6}, {0}, "2 hashes but 1 slots");
+  refused(2, {5}, {0}, "tier 2 does not exist");
+  refused(1, {5}, {4}, "slot 4 is out of range");
+  refused(1, {5, 6}, {2, 2}, "slot 2 of tier 1 is in use or given twice");
+  refused(0, {5}, {0}, "slot 0 of tier 0 is in use");
+  refused(1, {5, 5}, {0, 1}, "block hash 5 is given twice");
+  refused(1, {1}, {0}, "block hash 1 is stored already");
+  EXPECT_EQ(m.lookup(Hashes{5}), 0u);
+}
+
+TEST(Tiered, DiscardDropsAReadyBlockAndRefusesABusyOne) {
+  TieredOffloadingManager m{host_and_disk(2, 4)};
+  m.adopt_ready(1, Hashes{9}, Ids{0});
+  EXPECT_EQ(store(m, {1}), (Ids{0}));
+  (void)m.prepare_load(Hashes{1});
+  (void)m.take_events();
+  try {
+    m.discard(Hashes{9, 1});
+    ADD_FAILURE() << "a pinned block was discarded";
+  } catch (const logic_error& e) {
+    expect_contains(e.what(), "block hash 1 is pending, pinned or in flight");
+  }
+  EXPECT_EQ(m.lookup(Hashes{9}), 1u);  // nothing changed
+  m.discard(Hashes{9});
+  EXPECT_EQ(m.lookup(Hashes{9}), 0u);
+  const auto events = m.take_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].removed);
+  EXPECT_EQ(events[0].medium, Medium::kDisk);
+  EXPECT_EQ(m.tiered_stats().discarded, 1u);
+  EXPECT_EQ(m.tiered_stats().tiers[1].free_slots, 4u);
+  m.complete_load(Hashes{1});
+  m.check_invariants();
+}
+
 }  // namespace
 }  // namespace kvoffload::testing
