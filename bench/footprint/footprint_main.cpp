@@ -3,6 +3,8 @@
 // the process's resident memory, against the per-slot limits. "sketch" is the part of the
 // accounted bytes in frequency sketches and sampled statistics (sized by a policy's own
 // settings, counted apart from the 64 B/slot limit); "per-slot" is the rest.
+#include "cli_message.hpp"
+
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 
@@ -39,11 +41,24 @@ int main(int argc, char** argv) {
   try {
     std::size_t slots = 10'000'000;
     std::vector<std::string> policies{"lru", "arc"};
+    constexpr const char* kUsage = "usage: kvoffload-footprint [--slots N] [--policy a,b]";
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
-      KVO_EXPECTS(i + 1 < argc, "usage: kvoffload-footprint [--slots N] [--policy a,b]");
+      if (arg == "--help" || arg == "-h") {
+        std::printf("%s\n", kUsage);
+        return 0;
+      }
+      KVO_EXPECTS(i + 1 < argc, std::string{kUsage});
       if (arg == "--slots") {
-        slots = std::stoull(argv[++i]);
+        const std::string text = argv[++i];
+        std::size_t used       = 0;
+        try {
+          slots = std::stoull(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        KVO_EXPECTS(used == text.size() && used > 0 && slots > 0,
+                    "--slots must be a positive whole number, got '" + text + "'");
       } else if (arg == "--policy") {
         policies.clear();
         std::string list = argv[++i];
@@ -56,6 +71,8 @@ int main(int argc, char** argv) {
         KVO_EXPECTS(false, "unknown option '" + arg + "'");
       }
     }
+    for (const std::string& spec : policies)
+      (void)parse_manager_spec(spec);  // a bad spec fails before the header is printed
     std::printf("kvoffload-footprint: %zu slots per manager, host memory only (no GPU used)\n",
                 slots);
     std::printf("%-10s %16s %14s %14s %14s %10s %8s\n",
@@ -95,7 +112,10 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvoffload-footprint: error: %s\n", e.what());
+    std::fprintf(
+        stderr,
+        "kvoffload-footprint: error: %s\n",
+        kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment()).c_str());
     return 2;
   }
 }

@@ -1,14 +1,17 @@
 #include "replay/replay.hpp"
 
 #include <kvoffload/error.hpp>
+#include <kvoffload/tiered_manager.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <queue>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace kvoffload::replay {
 
@@ -19,6 +22,18 @@ ReplayResult replay(const Trace& trace, OffloadingManager& manager) {
   result.requests   = trace.requests.size();
   result.references = trace.references;
   (void)manager.take_events();
+
+  // A tiered manager's moves are plans a transfer engine would execute; no bytes move here, so
+  // each plan is confirmed as soon as it is taken, before the store that needs its source slot.
+  // (A wrapper, +filter or +mutex, hides the plans: such a tiered manager needs instant=1.)
+  auto* const tiered = dynamic_cast<TieredOffloadingManager*>(&manager);
+  auto execute_plans = [&]() -> std::uint64_t {
+    if (tiered == nullptr) return 0;
+    const std::vector<TransferPlan> plans = tiered->take_transfer_plans();
+    for (const TransferPlan& plan : plans)
+      tiered->complete_transfer(plan.id);
+    return plans.size();
+  };
 
   // What a KV-event consumer would know: the set of ready blocks, from stored/removed events.
   std::unordered_set<BlockHash> ready;
@@ -43,9 +58,11 @@ ReplayResult replay(const Trace& trace, OffloadingManager& manager) {
     const auto rest = hashes.subspan(ready_prefix);
     ops += rest.size();
     if (auto out = manager.prepare_store(rest)) {
+      ops += execute_plans();  // demotions that made room: their source slots are the new ones
       manager.complete_store(out->block_hashes_to_store, true);
       ops += out->block_hashes_to_store.size();
     }
+    ops += execute_plans();  // promotions of blocks this request touched
     inside += clock::now() - start;
     result.block_ops += ops;
     result.prefix_hits += ready_prefix;
@@ -116,7 +133,7 @@ std::size_t belady_hits(const Trace& trace, std::size_t capacity) {
   return hits;
 }
 
-std::size_t parse_capacity(const std::string& text, std::size_t distinct_ids) {
+CapacitySpec parse_capacity_spec(const std::string& text) {
   const bool percent       = !text.empty() && text.back() == '%';
   const std::string number = percent ? text.substr(0, text.size() - 1) : text;
   std::size_t used         = 0;
@@ -128,11 +145,23 @@ std::size_t parse_capacity(const std::string& text, std::size_t distinct_ids) {
   }
   KVO_EXPECTS(used == number.size() && used > 0 && std::isfinite(value) && value > 0,
               "capacity '" + text + "' is not a positive number of blocks or a percentage");
-  const double blocks = percent ? std::round(value * double(distinct_ids) / 100.0) : value;
   KVO_EXPECTS(percent || std::floor(value) == value,
               "capacity '" + text + "' must be a whole number of blocks");
-  KVO_EXPECTS(blocks >= 1, "capacity '" + text + "' gives 0 blocks");
-  return static_cast<std::size_t>(blocks);
+  KVO_EXPECTS(!percent || value <= 100,
+              "capacity '" + text + "' is above 100% of the trace's distinct blocks");
+  return CapacitySpec{.text = text, .percent = percent, .value = value};
+}
+
+std::size_t CapacitySpec::blocks(std::size_t distinct_ids) const {
+  const double count = percent ? std::round(value * double(distinct_ids) / 100.0) : value;
+  KVO_EXPECTS(count >= 1,
+              "capacity '" + text + "' gives 0 blocks of the trace's " +
+                  std::to_string(distinct_ids) + " distinct ones");
+  return static_cast<std::size_t>(count);
+}
+
+std::size_t parse_capacity(const std::string& text, std::size_t distinct_ids) {
+  return parse_capacity_spec(text).blocks(distinct_ids);
 }
 
 }  // namespace kvoffload::replay

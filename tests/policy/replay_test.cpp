@@ -1,9 +1,11 @@
 // The trace reader's errors and the replay driver against the trace's published reference.
 #include "replay/replay.hpp"
+#include "cli_message.hpp"
 #include "replay/trace.hpp"
 
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
+#include <kvoffload/tiered_manager.hpp>
 
 #include <gtest/gtest.h>
 
@@ -75,6 +77,69 @@ TEST(Replay, CapacityParsing) {
   EXPECT_THROW(parse_capacity("abc", 100), logic_error);
   EXPECT_THROW(parse_capacity("1.5", 100), logic_error);
   EXPECT_THROW(parse_capacity("0.1%", 100), logic_error);
+  EXPECT_EQ(parse_capacity("100%", 182790), 182790u);
+  EXPECT_THROW(parse_capacity("150%", 182790), logic_error);
+  EXPECT_THROW(parse_capacity("", 100), logic_error);
+  // Checked without a trace (the CLI does it before reading one); the size comes later.
+  const CapacitySpec spec = parse_capacity_spec("5%");
+  EXPECT_TRUE(spec.percent);
+  EXPECT_EQ(spec.blocks(182790), 9140u);
+  try {
+    (void)parse_capacity_spec("100.5%");
+    FAIL() << "expected logic_error";
+  } catch (const logic_error& e) {
+    EXPECT_NE(std::string{e.what()}.find("'100.5%' is above 100%"), std::string::npos) << e.what();
+  }
+}
+
+// The replay confirms a tiered manager's plans as they are made: a block demoted to the warm
+// tier is still a hit, and nothing is left in flight. Without the plans executed before
+// complete_store, the store's slot is still the source of a demotion and the manager throws.
+TEST(Replay, TieredPlansAreExecutedAsTheyAreMade) {
+  std::istringstream in{
+      "{\"hash_ids\": [1]}\n{\"hash_ids\": [2]}\n{\"hash_ids\": [1]}\n{\"hash_ids\": [3]}\n"
+      "{\"hash_ids\": [2]}\n"};
+  const Trace trace    = parse_trace(in);
+  auto manager         = make_manager("tiered:hot=1,cold=0", 2, 1);  // 1 hot slot, 1 warm slot
+  const ReplayResult r = replay(trace, *manager);
+  // Storing 2 demotes 1 to warm, where request 3 hits it (one touch there: no promotion);
+  // storing 3 demotes 2 to warm, whose victim 1 drops (no cold tier); request 5 hits 2 there.
+  EXPECT_EQ(r.hits, 2u);
+  const auto& tiered = dynamic_cast<const TieredOffloadingManager&>(*manager);
+  EXPECT_GT(tiered.tiered_stats().demotions, 0u);
+  EXPECT_EQ(tiered.tiered_stats().in_flight, 0u);
+  EXPECT_EQ(manager->stats().pending, 0u);
+}
+
+// On the bundled trace, executing the plans as made gives the hit rate of instant=1 (where the
+// manager confirms its own plans), and both stay below Belady.
+TEST(Replay, MooncakeTieredMatchesInstantTransfers) {
+  const Trace trace =
+      load_trace(KVOFFLOAD_SOURCE_DIR "/data/traces/mooncake/conversation_trace.jsonl");
+  const std::size_t blocks = parse_capacity("1%", trace.distinct_ids);
+  auto planned             = make_manager("tiered:hot=0.2,warm=0.3", blocks, 1);
+  auto instant             = make_manager("tiered:hot=0.2,warm=0.3,instant=1", blocks, 1);
+  const ReplayResult a     = replay(trace, *planned);
+  const ReplayResult b     = replay(trace, *instant);
+  EXPECT_GT(a.hits, 0u);
+  EXPECT_NEAR(a.hit_rate(), b.hit_rate(), 0.002);
+  EXPECT_LE(a.hits, belady_hits(trace, blocks));
+  EXPECT_EQ(dynamic_cast<const TieredOffloadingManager&>(*planned).tiered_stats().in_flight, 0u);
+}
+
+TEST(CliMessage, SourceLocationsAreLeftOutUnlessDebugging) {
+  const std::string what =
+      "kvoffload: bad manager spec 'x': unknown policy 'x' (known: lru, arc) "
+      "(csrc/policy/factory.cpp:251)";
+  EXPECT_EQ(cli::without_source_locations(what),
+            "bad manager spec 'x': unknown policy 'x' (known: lru, arc)");
+  EXPECT_EQ(cli::error_text(what, /*debug=*/true), what);
+  // Nested messages carry one location each; parentheses that are not locations stay.
+  EXPECT_EQ(
+      cli::without_source_locations(
+          "kvoffload: store failed: kvoffload: slot 3 (of 8) (csrc/a.cpp:1) (bench/b.hpp:22)"),
+      "store failed: kvoffload: slot 3 (of 8)");
+  EXPECT_EQ(cli::without_source_locations("ratio (1:2) kept (x.y:z)"), "ratio (1:2) kept (x.y:z)");
 }
 
 TEST(Replay, HitsComeFromReadyBlocksAndBeladyIsAnUpperBound) {
