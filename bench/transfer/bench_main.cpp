@@ -2,6 +2,7 @@
 // One table of the transfer engine's figures, each next to the ceiling measured in the same
 // run. Without a CUDA device (or with --cpu) it runs the host engine and says so.
 // kvoffload-bench offload [...]: a request trace end to end through an Offloader (see usage).
+#include "cli_message.hpp"
 #include "offload_bench.hpp"
 #include "report.hpp"
 
@@ -125,12 +126,20 @@ int offload_main(int argc, char** argv) {
   try {
     return kvoffload::bench::run_offload_bench(options);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvoffload-bench offload: %s\n", e.what());
+    std::fprintf(stderr,
+                 "kvoffload-bench offload: %s\n",
+                 kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment())
+                     .c_str());
     return 1;
   }
 }
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && (std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h" ||
+                    std::string{argv[1]} == "help")) {
+    std::printf(kUsage, argv[0], argv[0]);
+    return 0;
+  }
   if (argc >= 2 && std::string{argv[1]} == "offload") return offload_main(argc, argv);
   if (argc < 2 || std::string{argv[1]} != "transfer") {
     std::fprintf(stderr, kUsage, argv[0], argv[0]);
@@ -171,7 +180,10 @@ int main(int argc, char** argv) {
       std::printf("\nwrote %s\n", json.c_str());
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvoffload-bench: %s\n", e.what());
+    std::fprintf(stderr,
+                 "kvoffload-bench: %s\n",
+                 kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment())
+                     .c_str());
     return 1;
   }
   return 0;

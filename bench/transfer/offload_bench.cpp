@@ -262,6 +262,10 @@ int run_offload_bench(const OffloadOptions& options) {
       "time for the same bytes with both directions overlapped, over the wall time.\n",
       gpu ? "cudaMemcpyAsync" : "memcpy split over the host engine's threads",
       std::min<std::size_t>(slots, gpu_blocks));
+  std::printf(
+      "Counts may differ by a few blocks between runs: a request's stores still run while the "
+      "next request looks up, and a block whose store has not landed yet is a miss then "
+      "(pending), so job timing decides a few hits and what is stored after them.\n");
 
   if (!options.json.empty()) {
     std::ofstream out{options.json};
