@@ -94,7 +94,7 @@ __device__ __forceinline__ std::uint32_t find_tensor(const DeviceTensor* tensors
 
 }  // namespace
 
-__global__ void __launch_bounds__(kCopyThreads) copy_chunks(CopyChunksParams params) {
+__global__ void __launch_bounds__(kMaxCtaThreads) copy_chunks(CopyChunksParams params) {
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   const std::uint64_t warp =
       (static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;

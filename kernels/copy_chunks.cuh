@@ -9,12 +9,15 @@
 
 namespace kvoffload::transfer::kernels {
 
-/// Threads per CTA. At this size (and about 58 registers a thread) one CTA fills an SM's
-/// register file, so `n` CTAs occupy `n` SMs, never more.
-inline constexpr int kCopyThreads = 1024;
-/// A warp copies one segment of a chunk at a time: chunks are split so that a few large chunks
-/// still spread over all warps.
-inline constexpr std::uint64_t kSegmentBytes = 8192;
+/// Most threads per CTA (the kernel's __launch_bounds__): any CTA size up to it runs with the
+/// same registers (about 58 a thread). The engine launches smaller CTAs
+/// (TransferEngineOptions::cta_threads, 256 by default) so that they fit beside compute on a
+/// partly busy SM instead of waiting for a whole idle one.
+inline constexpr int kMaxCtaThreads = 1024;
+/// A warp copies one segment of a chunk at a time: 2 KiB = one step of the warp (32 lanes x
+/// four 16-byte loads in flight), so a segment costs one PCIe round trip, and a small job
+/// (one block) spreads over many warps instead of a few warps' dependent steps.
+inline constexpr std::uint64_t kSegmentBytes = 2048;
 /// Blocks per launch: their ids and image offsets travel in the kernel parameters (no upload).
 inline constexpr int kMaxPairs = 256;
 

@@ -3,6 +3,10 @@
 #include "copy_chunks.cuh"
 #include "transfer/cuda_check.hpp"
 #include "transfer/cuda_handles.hpp"
+#include "transfer/cuda_scope.hpp"
+#include "transfer/job_wait.hpp"
+#include "transfer/launch_plan.hpp"
+#include "transfer/numa.hpp"
 #include "transfer/nvtx.hpp"
 #include "transfer/validate.hpp"
 
@@ -12,6 +16,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -54,42 +60,6 @@ struct CopyList {
   }
 };
 
-/// Issue the copies on `stream`: one cudaMemcpyBatchAsync, or one cudaMemcpyAsync each.
-void issue(const CopyList& copies, cudaStream_t stream, bool batch) {
-  if (copies.sizes.empty()) return;
-  if (!batch || copies.sizes.size() == 1) {
-    for (std::size_t i = 0; i < copies.sizes.size(); ++i) {
-      KVO_CUDA_TRY(cudaMemcpyAsync(
-          copies.dsts[i], copies.srcs[i], copies.sizes[i], cudaMemcpyDefault, stream));
-    }
-    return;
-  }
-  cudaMemcpyAttributes attributes{};
-  attributes.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
-  std::size_t first_index   = 0;
-#if CUDART_VERSION >= 13000
-  KVO_CUDA_TRY(cudaMemcpyBatchAsync(const_cast<void* const*>(copies.dsts.data()),
-                                    copies.srcs.data(),
-                                    copies.sizes.data(),
-                                    copies.sizes.size(),
-                                    &attributes,
-                                    &first_index,
-                                    1,
-                                    stream));
-#else
-  std::size_t failed_index = 0;
-  KVO_CUDA_TRY(cudaMemcpyBatchAsync(const_cast<void**>(copies.dsts.data()),
-                                    const_cast<void**>(copies.srcs.data()),
-                                    const_cast<std::size_t*>(copies.sizes.data()),
-                                    copies.sizes.size(),
-                                    &attributes,
-                                    &first_index,
-                                    1,
-                                    &failed_index,
-                                    stream));
-#endif
-}
-
 struct Job {
   Method method{Method::kAuto};
   std::vector<Event> events;  // [0] = done; then one per layer when requested
@@ -99,8 +69,9 @@ struct Job {
 
 /// Streams and staging ring of one direction.
 struct Lane {
+  explicit Lane(int aux_priority) : aux{aux_priority} {}
   Stream main;  // everything but the staged gather / scatter; jobs complete here, in order
-  Stream aux;   // the staged gather (stores) or scatter (loads)
+  Stream aux;   // the staged gather (stores, low priority) or scatter (loads)
   DeviceBuffer staging;
   std::vector<Event> piece_ready;  // gathered (store) or DMA'd in (load)
   std::vector<Event> piece_free;   // DMA'd out (store) or scattered (load)
@@ -116,25 +87,53 @@ class CudaEngine final : public TransferEngine {
                 "engine: default_sm_budget " + std::to_string(options.default_sm_budget) +
                     " must be positive");
     KVO_EXPECTS(options.staging_pieces >= 2, "engine: staging_pieces must be at least 2");
-    KVO_CUDA_TRY(cudaSetDevice(options.device));
+    validate_cta_threads(options.cta_threads);
+    const LastErrorScope keep_callers_error;
+    const DeviceScope on_device{options.device};
     cudaDeviceProp properties{};
     KVO_CUDA_TRY(cudaGetDeviceProperties(&properties, options.device));
     device_name_ = properties.name;
     sm_count_    = properties.multiProcessorCount;
+    // Load the kernel now: loaded lazily at its first launch, it may need a context-wide
+    // synchronization, so the first submit would wait behind all queued GPU work.
+    cudaFuncAttributes kernel{};
+    KVO_CUDA_TRY(cudaFuncGetAttributes(&kernel, reinterpret_cast<const void*>(&k::copy_chunks)));
+    kernel_registers_ = kernel.numRegs;
+    KVO_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &ctas_per_sm_, reinterpret_cast<const void*>(&k::copy_chunks), options.cta_threads, 0));
+    ctas_per_sm_       = std::max(ctas_per_sm_, 1);
+    int least_priority = 0;
+    int most_priority  = 0;
+    KVO_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&least_priority, &most_priority));
+    // Stores' gathers run at the lowest priority: under compute they fill the gaps instead of
+    // competing with the compute kernel for SMs. Loads (which compute waits for) stay default.
+    lanes_[0] = std::make_unique<Lane>(least_priority);
+    lanes_[1] = std::make_unique<Lane>(0);
     check_memory();
     upload_tensor_table();
     slot_image_bytes_ = layout_.host_slot_bytes();
     piece_slots_      = std::max<std::size_t>(1, options.staging_piece_bytes / slot_image_bytes_);
-    lanes_[0]         = std::make_unique<Lane>();
-    lanes_[1]         = std::make_unique<Lane>();
   }
 
   ~CudaEngine() override {
-    // Nothing may still run when the staging ring, the table and the events go away.
-    for (const auto& lane : lanes_) {
-      if (!lane) continue;
-      KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane->main.get()));
-      KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane->aux.get()));
+    const LastErrorScope keep_callers_error;
+    try {
+      // On the engine's device: freeing the ring and the table on a thread with no device set
+      // would create a device-0 context.
+      const DeviceScope on_device{options_.device};
+      // Nothing may still run when the staging ring, the table and the events go away.
+      for (const auto& lane : lanes_) {
+        if (!lane) continue;
+        KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane->main.get()));
+        KVO_CUDA_TRY_NOTHROW(cudaStreamSynchronize(lane->aux.get()));
+      }
+      jobs_.clear();
+      free_events_.clear();
+      for (auto& lane : lanes_)
+        lane.reset();
+      table_ = DeviceBuffer{};
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kvoffload: CUDA engine teardown: %s\n", e.what());
     }
   }
 
@@ -155,11 +154,13 @@ class CudaEngine final : public TransferEngine {
     KVO_SCOPED_RANGE(std::string{"kvoffload "} + to_string(request.direction) + " " +
                      to_string(method) + " " + std::to_string(request.gpu_blocks.size()) +
                      " blocks " + mib(request.host_slots.size() * slot_image_bytes_));
+    const LastErrorScope keep_callers_error;
     Job job;
     job.method    = method;
     job.per_layer = request.per_layer_events;
     try {
-      KVO_CUDA_TRY(cudaSetDevice(options_.device));
+      // Restores the caller's current device (context) when submit returns.
+      const DeviceScope on_device{options_.device};
       job.events.push_back(acquire_event());
       if (request.per_layer_events) {
         for (std::size_t l = 0; l < layout_.num_layers(); ++l)
@@ -181,15 +182,15 @@ class CudaEngine final : public TransferEngine {
 
   JobStatus poll(JobId id) override {
     std::lock_guard lock{mutex_};
-    auto it = find(id);
-    if (!it->second.error.empty()) return retire(it, cudaErrorUnknown);
-    const cudaError_t state = cudaEventQuery(it->second.events[0].get());
-    if (state == cudaErrorNotReady) {
-      // The runtime also leaves "not ready" as the thread's last error: clear it, or a later
-      // check of cudaGetLastError() would take it for a failure.
-      static_cast<void>(cudaGetLastError());
-      return {JobState::kPending, it->second.method, {}};
-    }
+    auto it           = find(id);
+    const Event* done = completion_event_of(it->second);
+    if (done == nullptr) return retire(it, cudaSuccess);  // failed in submit: report its error
+    // A "not ready" the query may leave as the thread's last error is cleared by this scope
+    // (a later cudaGetLastError() of the caller would take it for a failure), unless the
+    // caller had an error of its own pending.
+    const LastErrorScope keep_callers_error;
+    const cudaError_t state = cudaEventQuery(done->get());
+    if (state == cudaErrorNotReady) return {JobState::kPending, it->second.method, {}};
     return retire(it, state);
   }
 
@@ -197,14 +198,17 @@ class CudaEngine final : public TransferEngine {
     cudaEvent_t done = nullptr;
     {
       std::lock_guard lock{mutex_};
-      done = find(id)->second.events[0].get();
+      auto it            = find(id);
+      const Event* event = completion_event_of(it->second);
+      // Failed in submit (its events may not exist): nothing to wait on.
+      if (event == nullptr) return retire(it, cudaSuccess);
+      done = event->get();
     }
     // Block outside the lock, so other threads can submit and poll meanwhile.
+    const LastErrorScope keep_callers_error;
     const cudaError_t state = cudaEventSynchronize(done);
     std::lock_guard lock{mutex_};
-    auto it = find(id);
-    if (!it->second.error.empty()) return retire(it, cudaErrorUnknown);
-    return retire(it, state);
+    return retire(find(id), state);
   }
 
   std::vector<cudaEvent_t> completion_events(JobId id) override {
@@ -220,9 +224,24 @@ class CudaEngine final : public TransferEngine {
   bool is_host_fallback() const noexcept override { return false; }
 
   std::string description() const override {
-    return "CUDA engine on " + device_name_ + " (device " + std::to_string(options_.device) + ", " +
-           std::to_string(sm_count_) + " SMs); host slots " +
-           (kernel_available_ ? "mapped for the copy kernel" : "not mapped: no kernel method");
+    std::lock_guard lock{mutex_};
+    std::string text = "CUDA engine on " + device_name_ + " (device " +
+                       std::to_string(options_.device) + ", " + std::to_string(sm_count_) +
+                       " SMs); copy kernel CTAs of " + std::to_string(options_.cta_threads) +
+                       " threads, " + std::to_string(ctas_per_sm_) + " per SM (" +
+                       std::to_string(kernel_registers_) + " registers); host slots " +
+                       (kernel_available_ ? "mapped for the copy kernel"
+                                          : "not mapped as one range: no kernel method");
+    if (slots_numa_node_ >= 0) {
+      text += "; host slots on NUMA node " + std::to_string(slots_numa_node_);
+      if (device_numa_node_ >= 0)
+        text += " (the device's node: " + std::to_string(device_numa_node_) + ")";
+    }
+    if (!batch_supported_) {
+      text += "; cudaMemcpyBatchAsync unsupported here (" + batch_error_ +
+              "): batch and staged copies use one cudaMemcpyAsync per range";
+    }
+    return text;
   }
 
   const KvLayout& layout() const noexcept override { return layout_; }
@@ -232,52 +251,51 @@ class CudaEngine final : public TransferEngine {
   using JobMap = std::unordered_map<JobId, Job>;
 
   void check_memory() {
-    cudaPointerAttributes first{};
-    cudaPointerAttributes last{};
-    std::byte* end = host_.base + host_.slot_bytes * host_.num_slots - 1;
-    KVO_CUDA_TRY(cudaPointerGetAttributes(&first, host_.base));
-    KVO_CUDA_TRY(cudaPointerGetAttributes(&last, end));
-    KVO_EXPECTS(first.type == cudaMemoryTypeHost && last.type == cudaMemoryTypeHost,
-                "host slots are not pinned: register them (PinnedHostPool, cudaHostRegister) or "
-                "allocate them with cudaHostAlloc");
-    kernel_available_ = first.devicePointer != nullptr && last.devicePointer != nullptr &&
-                        static_cast<std::byte*>(last.devicePointer) -
-                                static_cast<std::byte*>(first.devicePointer) ==
-                            end - host_.base;
-    images_ = static_cast<std::byte*>(first.devicePointer);
-    for (std::size_t t = 0; t < layout_.num_tensors(); ++t) {
+    std::vector<TensorMemory> tensors;
+    for (const KvTensor& tensor : layout_.tensors()) {
       cudaPointerAttributes attributes{};
-      KVO_CUDA_TRY(cudaPointerGetAttributes(&attributes, layout_.tensors()[t].base));
-      KVO_EXPECTS(
-          attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged,
-          "KV tensor " + std::to_string(t) + " is not device memory");
+      KVO_CUDA_TRY(cudaPointerGetAttributes(&attributes, tensor.base));
+      tensors.push_back({static_cast<int>(attributes.type), attributes.device});
     }
+    validate_tensor_memory(tensors, options_.device);
+    // Every slot's first and last byte: a middle registration may be missing or (on a device
+    // without cudaDevAttrCanUseHostPointerForRegisteredMem) map elsewhere.
+    const HostSlotsMapping mapping = map_host_slots(host_, [](const std::byte* address) {
+      cudaPointerAttributes attributes{};
+      if (cudaPointerGetAttributes(&attributes, address) != cudaSuccess) return HostMapping{};
+      return HostMapping{attributes.type == cudaMemoryTypeHost,
+                         static_cast<std::byte*>(attributes.devicePointer)};
+    });
+    KVO_EXPECTS(!mapping.unpinned_slot.has_value(),
+                "host slot " + std::to_string(mapping.unpinned_slot.value_or(0)) +
+                    " is not pinned: register the host slots (PinnedHostPool, cudaHostRegister) "
+                    "or allocate them with cudaHostAlloc");
+    kernel_available_ = mapping.contiguous;
+    images_           = mapping.device_base;
+    if (cudaDeviceGetAttribute(&device_numa_node_, cudaDevAttrHostNumaId, options_.device) !=
+        cudaSuccess)
+      device_numa_node_ = -1;
+    if (online_numa_nodes().size() > 1) slots_numa_node_ = numa_node_of(host_.base);
   }
 
   void upload_tensor_table() {
-    std::vector<k::DeviceTensor> table;
-    std::uint64_t segments = 0;
-    aligned_16_            = reinterpret_cast<std::uintptr_t>(host_.base) % 16 == 0 &&
+    aligned_16_ = reinterpret_cast<std::uintptr_t>(host_.base) % 16 == 0 &&
                   host_.slot_bytes % 16 == 0 && layout_.gpu_block_bytes() % 16 == 0;
     min_chunk_bytes_ = layout_.tensors().front().chunk_bytes;
-    for (std::size_t t = 0; t < layout_.num_tensors(); ++t) {
-      const KvTensor& tensor = layout_.tensors()[t];
-      table.push_back({tensor.base,
-                       tensor.block_stride_bytes,
-                       tensor.chunk_bytes,
-                       layout_.tensor_offset(t),
-                       segments});
-      segments += (tensor.chunk_bytes + k::kSegmentBytes - 1) / k::kSegmentBytes;
+    for (const KvTensor& tensor : layout_.tensors()) {
       aligned_16_ = aligned_16_ && reinterpret_cast<std::uintptr_t>(tensor.base) % 16 == 0 &&
                     tensor.block_stride_bytes % 16 == 0 && tensor.chunk_bytes % 16 == 0;
       min_chunk_bytes_ = std::min(min_chunk_bytes_, tensor.chunk_bytes);
     }
-    table.push_back({nullptr, 0, 0, 0, segments});  // sentinel: segments of a whole block
-    table_ = DeviceBuffer{table.size() * sizeof(k::DeviceTensor)};
-    KVO_CUDA_TRY(cudaMemcpy(table_.data(), table.data(), table_.size(), cudaMemcpyHostToDevice));
-    segments_before_.reserve(table.size());
-    for (const auto& entry : table)
-      segments_before_.push_back(entry.first_segment);
+    table_host_ = copy_tensor_table(layout_);
+    table_      = DeviceBuffer{table_host_.size() * sizeof(k::DeviceTensor)};
+    // On an engine stream, then synchronized: a blocking cudaMemcpy from pageable memory may
+    // return before the bytes reach the device, and the engine's non-blocking streams are not
+    // ordered after the legacy stream, so the first kernel could read a stale table.
+    cudaStream_t stream = lanes_[0]->main.get();
+    KVO_CUDA_TRY(cudaMemcpyAsync(
+        table_.data(), table_host_.data(), table_.size(), cudaMemcpyHostToDevice, stream));
+    KVO_CUDA_TRY(cudaStreamSynchronize(stream));
   }
 
   Event acquire_event() {
@@ -299,7 +317,6 @@ class CudaEngine final : public TransferEngine {
     if (!job.error.empty()) {
       status = {JobState::kFailed, job.method, job.error};
     } else if (state != cudaSuccess) {
-      static_cast<void>(cudaGetLastError());
       status = {JobState::kFailed,
                 job.method,
                 std::string{"kvoffload: job failed on the device: "} + cudaGetErrorName(state) +
@@ -320,44 +337,66 @@ class CudaEngine final : public TransferEngine {
     return {layout_.layer_first_tensor(g), layout_.layer_first_tensor(g + 1)};
   }
 
-  /// Launch the copy kernel over blocks `pairs` (GPU block, image offset) and tensors [t0, t1).
-  void launch(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& pairs,
+  /// Launch the copy kernel over blocks `pairs` (GPU block, image offset) and tensors [t0, t1),
+  /// on at most `budget_sms` SMs' worth of CTAs.
+  void launch(const std::vector<CopyPair>& pairs,
               std::size_t t0,
               std::size_t t1,
               std::byte* images,
               bool to_images,
-              int ctas,
+              int budget_sms,
               cudaStream_t stream) {
-    k::CopyChunksParams params{};
-    params.tensors            = reinterpret_cast<const k::DeviceTensor*>(table_.data());
-    params.first_tensor       = static_cast<std::uint32_t>(t0);
-    params.end_tensor         = static_cast<std::uint32_t>(t1);
-    params.first_segment      = segments_before_[t0];
-    params.segments_per_block = segments_before_[t1] - segments_before_[t0];
-    params.images             = images;
-    params.to_images          = to_images ? 1U : 0U;
+    const auto* device_table = reinterpret_cast<const k::DeviceTensor*>(table_.data());
     for (std::size_t first = 0; first < pairs.size(); first += k::kMaxPairs) {
-      const std::size_t n = std::min<std::size_t>(k::kMaxPairs, pairs.size() - first);
-      params.num_pairs    = static_cast<std::uint32_t>(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        params.gpu_block[i]    = pairs[first + i].first;
-        params.image_offset[i] = pairs[first + i].second;
-      }
-      const std::uint64_t warps = n * params.segments_per_block;
-      const auto grid           = static_cast<int>(
-          std::min<std::uint64_t>(static_cast<std::uint64_t>(ctas),
-                                  (warps + k::kCopyThreads / 32 - 1) / (k::kCopyThreads / 32)));
+      k::CopyChunksParams params =
+          copy_launch_params(device_table, table_host_, t0, t1, pairs, first, images, to_images);
+      const int grid =
+          copy_grid_ctas(static_cast<std::uint64_t>(params.num_pairs) * params.segments_per_block,
+                         options_.cta_threads,
+                         budget_sms,
+                         ctas_per_sm_);
       KVO_SCOPED_RANGE(std::string{"copy_chunks "} + (to_images ? "gather " : "scatter ") +
-                       std::to_string(n) + " blocks x " + std::to_string(t1 - t0) + " tensors, " +
-                       std::to_string(grid) + " CTAs");
+                       std::to_string(params.num_pairs) + " blocks x " + std::to_string(t1 - t0) +
+                       " tensors, " + std::to_string(grid) + " CTAs");
       // The launch's own status, not cudaGetLastError(), which may hold an older call's error.
       void* args[] = {&params};
       KVO_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(&k::copy_chunks),
                                     dim3(static_cast<unsigned>(grid)),
-                                    dim3(k::kCopyThreads),
+                                    dim3(static_cast<unsigned>(options_.cta_threads)),
                                     args,
                                     0,
                                     stream));
+    }
+  }
+
+  /// Issue the copies on `stream`: one cudaMemcpyBatchAsync, or one cudaMemcpyAsync each (the
+  /// per-chunk method, and every batch once the driver said it cannot run the batch API).
+  void issue(const CopyList& copies, cudaStream_t stream, bool batch, bool gpu_busy) {
+    if (copies.sizes.empty()) return;
+    if (batch && batch_supported_ && copies.sizes.size() > 1) {
+      cudaMemcpyAttributes attributes{};
+      attributes.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+      attributes.flags          = batch_copy_flags(gpu_busy);
+      std::size_t first_index   = 0;
+      const cudaError_t error   = cudaMemcpyBatchAsync(const_cast<void* const*>(copies.dsts.data()),
+                                                     copies.srcs.data(),
+                                                     copies.sizes.data(),
+                                                     copies.sizes.size(),
+                                                     &attributes,
+                                                     &first_index,
+                                                     1,
+                                                     stream);
+      if (error == cudaSuccess) return;
+      if (!batch_copy_unsupported(error)) {
+        throw_cuda_error(error, "cudaMemcpyBatchAsync", __FILE__, __LINE__);
+      }
+      // Not supported by this driver or platform: per-copy from now on, said in description().
+      batch_supported_ = false;
+      batch_error_     = cudaGetErrorName(error);
+    }
+    for (std::size_t i = 0; i < copies.sizes.size(); ++i) {
+      KVO_CUDA_TRY(cudaMemcpyAsync(
+          copies.dsts[i], copies.srcs[i], copies.sizes[i], cudaMemcpyDefault, stream));
     }
   }
 
@@ -376,7 +415,7 @@ class CudaEngine final : public TransferEngine {
       KVO_CUDA_TRY(cudaStreamWaitEvent(stream, request.wait_event, 0));
     }
     if (method == Method::kKernel) {
-      std::vector<std::pair<std::uint32_t, std::uint64_t>> pairs;
+      std::vector<CopyPair> pairs;
       pairs.reserve(request.gpu_blocks.size());
       for (std::size_t i = 0; i < request.gpu_blocks.size(); ++i) {
         const auto slot = static_cast<std::size_t>(request.host_slots[i / kb]);
@@ -409,7 +448,7 @@ class CudaEngine final : public TransferEngine {
             }
           }
         }
-        issue(copies, stream, batch);
+        issue(copies, stream, batch, request.gpu_busy);
         if (per_layer) job.events[1 + g].record(lane.main.view());
       }
     }
@@ -434,7 +473,6 @@ class CudaEngine final : public TransferEngine {
     const bool store              = request.direction == Direction::kStore;
     const std::size_t kb          = layout_.gpu_blocks_per_slot();
     const bool per_layer          = request.per_layer_events;
-    const std::size_t groups      = per_layer ? layout_.num_layers() : 1;
     const std::size_t piece_bytes = piece_slots_ * slot_image_bytes_;
     const std::size_t slots       = request.host_slots.size();
     // Slots adjacent in the host array merge into one DMA when the slot has no padding.
@@ -442,7 +480,7 @@ class CudaEngine final : public TransferEngine {
     if (request.wait_event != nullptr) {
       KVO_CUDA_TRY(cudaStreamWaitEvent(lane.aux.get(), request.wait_event, 0));
     }
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> pairs;
+    std::vector<CopyPair> pairs;
     CopyList copies;
     std::size_t last_piece = 0;
     for (std::size_t first = 0; first < slots; first += piece_slots_) {
@@ -472,18 +510,25 @@ class CudaEngine final : public TransferEngine {
         launch(pairs, 0, layout_.num_tensors(), piece, true, sm_count_, lane.aux.get());
         lane.piece_ready[r].record(lane.aux.view());
         KVO_CUDA_TRY(cudaStreamWaitEvent(lane.main.get(), lane.piece_ready[r].get(), 0));
-        issue(copies, lane.main.get(), true);
+        issue(copies, lane.main.get(), true, request.gpu_busy);
         lane.piece_free[r].record(lane.main.view());
       } else {
         KVO_CUDA_TRY(cudaStreamWaitEvent(lane.main.get(), lane.piece_free[r].get(), 0));
-        issue(copies, lane.main.get(), true);
+        issue(copies, lane.main.get(), true, request.gpu_busy);
         lane.piece_ready[r].record(lane.main.view());
         KVO_CUDA_TRY(cudaStreamWaitEvent(lane.aux.get(), lane.piece_ready[r].get(), 0));
-        for (std::size_t g = 0; g < groups; ++g) {
-          const auto [t0, t1] = group(per_layer, g);
-          launch(pairs, t0, t1, piece, false, sm_count_, lane.aux.get());
-          // Earlier pieces' scatters precede on this stream: after the last piece's layer g,
-          // layer g is complete.
+        // One all-tensor scatter per piece; the last piece of a per-layer load goes layer by
+        // layer. Earlier pieces' scatters precede on this stream: after the last piece's layer
+        // g, layer g is complete.
+        const std::vector<TensorRange> launches = staged_scatter_launches(layout_, per_layer, last);
+        for (std::size_t g = 0; g < launches.size(); ++g) {
+          launch(pairs,
+                 launches[g].first,
+                 launches[g].second,
+                 piece,
+                 false,
+                 sm_count_,
+                 lane.aux.get());
           if (per_layer && last) job.events[1 + g].record(lane.aux.view());
         }
         lane.piece_free[r].record(lane.aux.view());
@@ -506,10 +551,16 @@ class CudaEngine final : public TransferEngine {
   std::byte* images_{nullptr};  // device address of host slot 0 (mapped)
   std::size_t slot_image_bytes_{0};
   std::size_t piece_slots_{1};
+  int ctas_per_sm_{1};          // CTAs of options_.cta_threads that fit one SM (occupancy)
+  int kernel_registers_{0};     // registers per thread of copy_chunks
+  int device_numa_node_{-1};    // cudaDevAttrHostNumaId
+  int slots_numa_node_{-1};     // node of host slot 0's page (reported with several nodes)
+  bool batch_supported_{true};  // false once cudaMemcpyBatchAsync said not supported
+  std::string batch_error_;
   DeviceBuffer table_;
-  std::vector<std::uint64_t> segments_before_;
-  std::unique_ptr<Lane> lanes_[2];  // [0] stores, [1] loads
-  std::mutex mutex_;
+  std::vector<k::DeviceTensor> table_host_;  // what table_ holds
+  std::unique_ptr<Lane> lanes_[2];           // [0] stores, [1] loads
+  mutable std::mutex mutex_;
   std::vector<Event> free_events_;
   JobMap jobs_;
   JobId next_job_{1};

@@ -26,7 +26,11 @@ class StreamView {
 /// A non-blocking stream (no implicit sync with the legacy default stream).
 class Stream {
  public:
-  Stream() { KVO_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  /// `priority`: 0 is the default; the greatest value of cudaDeviceGetStreamPriorityRange is the
+  /// lowest priority (its CTAs start only when no higher-priority stream's are waiting).
+  explicit Stream(int priority = 0) {
+    KVO_CUDA_TRY(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, priority));
+  }
   ~Stream() {
     if (stream_ != nullptr) KVO_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
   }

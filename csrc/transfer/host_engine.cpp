@@ -106,8 +106,9 @@ class HostEngine final : public TransferEngine {
   bool is_host_fallback() const noexcept override { return true; }
 
   std::string description() const override {
-    return "host engine (" + why_host_ + "): KV \"GPU\" tensors are host memory, copies are " +
-           "memcpy on " + std::to_string(workers_.size()) + " worker threads";
+    // The reason first, in the caller's terms ("no NVIDIA driver or GPU found"), said once.
+    return why_host_ + ": using the host engine (KV \"GPU\" tensors are host memory, copies " +
+           "are memcpy on " + std::to_string(workers_.size()) + " worker threads)";
   }
 
   const KvLayout& layout() const noexcept override { return layout_; }

@@ -2,6 +2,8 @@
 
 #include <kvoffload/error.hpp>
 
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -65,6 +67,41 @@ void validate_request(const KvLayout& layout,
   } else {
     expect_unique(request.gpu_blocks, "GPU block");
   }
+}
+
+void validate_tensor_memory(const std::vector<TensorMemory>& tensors, int device) {
+  for (std::size_t t = 0; t < tensors.size(); ++t) {
+    KVO_EXPECTS(tensors[t].type == cudaMemoryTypeDevice || tensors[t].type == cudaMemoryTypeManaged,
+                "KV tensor " + std::to_string(t) + " is not device memory");
+    KVO_EXPECTS(tensors[t].type == cudaMemoryTypeManaged || tensors[t].device == device,
+                "KV tensor " + std::to_string(t) + " is memory of device " +
+                    std::to_string(tensors[t].device) + ", but the engine runs on device " +
+                    std::to_string(device) +
+                    " (set TransferEngineOptions::device to the KV cache's device)");
+  }
+}
+
+HostSlotsMapping map_host_slots(const HostSlots& host,
+                                const std::function<HostMapping(const std::byte*)>& mapping) {
+  HostSlotsMapping result;
+  const HostMapping first = mapping(host.base);
+  result.contiguous       = first.pinned && first.device_address != nullptr;
+  result.device_base      = first.device_address;
+  for (std::size_t s = 0; s < host.num_slots; ++s) {
+    for (const std::size_t offset : {std::size_t{0}, host.slot_bytes - 1}) {
+      const std::byte* address = host.base + s * host.slot_bytes + offset;
+      const HostMapping m      = s == 0 && offset == 0 ? first : mapping(address);
+      if (!m.pinned) {
+        result.unpinned_slot = s;
+        result.contiguous    = false;
+        return result;
+      }
+      result.contiguous = result.contiguous && m.device_address != nullptr &&
+                          m.device_address - result.device_base == address - host.base;
+    }
+  }
+  if (!result.contiguous) result.device_base = nullptr;
+  return result;
 }
 
 }  // namespace kvoffload::transfer::detail

@@ -10,6 +10,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -27,10 +28,22 @@ using testing::LayoutCase;
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
 
+/// Host-to-device copies the engine's (non-blocking) streams may rely on: a pageable
+/// cudaMemcpy can return before its DMA has landed, and nothing orders those streams after
+/// the legacy stream, so wait for the device before returning.
+void upload_and_wait(void* device, const void* host, std::size_t n) {
+  ASSERT_EQ(cudaMemcpy(device, host, n, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+/// The same for a cudaMemset (asynchronous for device memory).
+void memset_and_wait(void* device, int value, std::size_t n) {
+  ASSERT_EQ(cudaMemset(device, value, n), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 const ArenaAccess kDeviceAccess{
-    [](std::byte* arena, const std::byte* from, std::size_t n) {
-      ASSERT_EQ(cudaMemcpy(arena, from, n, cudaMemcpyHostToDevice), cudaSuccess);
-    },
+    [](std::byte* arena, const std::byte* from, std::size_t n) { upload_and_wait(arena, from, n); },
     [](std::byte* to, const std::byte* arena, std::size_t n) {
       ASSERT_EQ(cudaMemcpy(to, arena, n, cudaMemcpyDeviceToHost), cudaSuccess);
     }};
@@ -119,6 +132,45 @@ INSTANTIATE_TEST_SUITE_P(Methods,
                            std::string name = to_string(info.param);
                            return name == "per-chunk" ? std::string{"per_chunk"} : name;
                          });
+
+// The copy kernel at every CTA size the engine accepts (its registers are the same: the launch
+// bound is 1024), with a small and a large SM budget: the launch geometry must cover every byte.
+class CudaCtaSizes : public CudaEngineTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CudaCtaSizes, KernelAndStagedExact) {
+  const int threads  = GetParam();
+  std::uint64_t seed = 500 + static_cast<std::uint64_t>(threads);
+  for (std::size_t page : {1000, 4096, 16384}) {
+    for (const LayoutCase& c : testing::layout_cases(4, page, 32)) {
+      for (Method m : {Method::kKernel, Method::kStaged}) {
+        SCOPED_TRACE(c.name + " page " + std::to_string(page) + " " + to_string(m));
+        DeviceSetup s{c,
+                      1,
+                      24,
+                      0,
+                      {.default_sm_budget   = threads == 32 ? 1 : 16,
+                       .staging_piece_bytes = 5 * page,
+                       .cta_threads         = threads}};
+        ASSERT_NE(s.arena.data, nullptr);
+        check_round_trip(*s.engine,
+                         s.arena.data,
+                         c.arena_bytes,
+                         kDeviceAccess,
+                         s.pool.data(),
+                         s.slots,
+                         20,
+                         m,
+                         ++seed);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads,
+                         CudaCtaSizes,
+                         ::testing::Values(32, 128, 256, 1024),
+                         [](const auto& info) { return "cta" + std::to_string(info.param); });
 
 // The workload shape: 64 random blocks x 32 layers x 16 KiB, K and V per layer.
 TEST_F(CudaEngineTest, ScatteredBlocksTargetShapeAllMethods) {
@@ -233,7 +285,7 @@ TEST_F(CudaEngineTest, StoreWaitsForTheCallersEvent) {
     cudaEvent_t written  = nullptr;
     CUDA_OK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
     CUDA_OK(cudaEventCreateWithFlags(&written, cudaEventDisableTiming));
-    CUDA_OK(cudaMemset(s.arena.data, 0x11, c.arena_bytes));
+    memset_and_wait(s.arena.data, 0x11, c.arena_bytes);
     CUDA_OK(cudaLaunchHostFunc(
         compute,
         [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); },
@@ -357,6 +409,11 @@ TEST_F(CudaEngineTest, APendingPollDoesNotFailTheNextSubmit) {
   const JobId held = e.submit(
       {.direction = Direction::kStore, .gpu_blocks = {1}, .host_slots = {2}, .wait_event = opened});
   EXPECT_EQ(e.poll(held).state, JobState::kPending);
+  // What fails without the clearing: the caller's own error check after its own launch.
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess)
+      << "poll left " << cudaGetErrorName(cudaPeekAtLastError()) << " as the thread's last error";
+  CUDA_OK(cudaMemsetAsync(s.arena.data, 0, 16, gate));
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "the caller's next error check fails";
   const JobId next            = e.submit({.direction  = Direction::kLoad,
                                           .gpu_blocks = {3},
                                           .host_slots = {5},
@@ -389,15 +446,106 @@ TEST_F(CudaEngineTest, PinnedHostPoolRegistersInChunks) {
   cudaPointerAttributes a{};
   CUDA_OK(cudaPointerGetAttributes(&a, pool.data() + pool.size() - 1));
   EXPECT_EQ(a.type, cudaMemoryTypeHost);
-  // One DMA over the whole pool, across the registration chunks.
+  // One DMA over the whole pool, across the registration chunks, with a pattern that differs
+  // from byte to byte and chunk to chunk; every byte compared after the way back.
   void* device = nullptr;
   CUDA_OK(cudaMalloc(&device, pool.size()));
-  std::memset(pool.data(), 0x3C, pool.size());
+  std::vector<std::byte> pattern(pool.size());
+  for (std::size_t i = 0; i < pattern.size(); ++i)
+    pattern[i] = static_cast<std::byte>((i * 2654435761U) >> 13);
+  std::memcpy(pool.data(), pattern.data(), pool.size());
   CUDA_OK(cudaMemcpy(device, pool.data(), pool.size(), cudaMemcpyHostToDevice));
   std::memset(pool.data(), 0, pool.size());
   CUDA_OK(cudaMemcpy(pool.data(), device, pool.size(), cudaMemcpyDeviceToHost));
-  EXPECT_EQ(pool.data()[pool.size() / 2], std::byte{0x3C});
+  const auto differs = std::mismatch(pattern.begin(), pattern.end(), pool.data());
+  EXPECT_EQ(differs.first, pattern.end())
+      << "first differing byte at offset " << (differs.first - pattern.begin());
   CUDA_OK(cudaFree(device));
+}
+
+/// The thread's current context through the runtime's driver entry point (no libcuda link).
+void* current_context() {
+  using GetContext = int (*)(void**);
+  void* function   = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  if (cudaGetDriverEntryPointByVersion(
+          "cuCtxGetCurrent", &function, 4000, cudaEnableDefault, &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess) {
+    ADD_FAILURE() << "cuCtxGetCurrent not available";
+    return nullptr;
+  }
+  void* context = nullptr;
+  EXPECT_EQ(reinterpret_cast<GetContext>(function)(&context), 0);
+  return context;
+}
+
+// A worker thread that never chose a device submits, waits and destroys a pool: afterwards it
+// has no current context again (submit used to leave the engine's device set on it, and the
+// pool's destructor unregistered without one, creating a device-0 context).
+TEST_F(CudaEngineTest, CallsLeaveTheCallersContextAsTheyFoundIt) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  DeviceSetup s{c, 1, 16, 0};
+  std::thread worker{[&] {
+    ASSERT_EQ(current_context(), nullptr) << "a fresh thread has no context";
+    const JobStatus st = s.engine->wait(
+        s.engine->submit({.direction = Direction::kStore, .gpu_blocks = {1}, .host_slots = {2}}));
+    EXPECT_EQ(st.state, JobState::kDone) << st.error;
+    EXPECT_EQ(current_context(), nullptr) << "submit / wait left a context current";
+    { PinnedHostPool pool{{.bytes = 4 << 20, .threads = 2}}; }
+    EXPECT_EQ(current_context(), nullptr) << "the pool's destructor left a context current";
+  }};
+  worker.join();
+  // With a context current, the same one is current afterwards.
+  CUDA_OK(cudaSetDevice(0));
+  void* mine = current_context();
+  static_cast<void>(s.engine->wait(
+      s.engine->submit({.direction = Direction::kLoad, .gpu_blocks = {4}, .host_slots = {2}})));
+  EXPECT_EQ(current_context(), mine);
+}
+
+// An error the caller has pending (non-sticky: a failed cudaMalloc) is the caller's to read:
+// submit, poll and wait must neither clear it nor fail because of it.
+TEST_F(CudaEngineTest, TheCallersPendingErrorIsLeftAlone) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  DeviceSetup s{c, 1, 16, 0};
+  void* huge = nullptr;
+  ASSERT_EQ(cudaMalloc(&huge, std::size_t{1} << 60), cudaErrorMemoryAllocation);
+  const JobId id =
+      s.engine->submit({.direction = Direction::kStore, .gpu_blocks = {1}, .host_slots = {2}});
+  static_cast<void>(s.engine->poll(id));
+  const JobStatus st = s.engine->wait(id);
+  EXPECT_EQ(st.state, JobState::kDone) << st.error;
+  EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation) << "the caller's error was cleared";
+}
+
+// KV tensors on a GPU other than options.device are refused, naming both devices.
+TEST_F(CudaEngineTest, TensorsOfAnotherDeviceAreRefused) {
+  int count = 0;
+  CUDA_OK(cudaGetDeviceCount(&count));
+  if (count < 2) GTEST_SKIP() << "needs two GPUs; this machine has " << count;
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  CUDA_OK(cudaSetDevice(1));
+  DeviceArena arena{c.arena_bytes};
+  CUDA_OK(cudaSetDevice(0));
+  ASSERT_NE(arena.data, nullptr);
+  PinnedHostPool pool{{.bytes = 16 * 2 * 4096}};
+  const KvLayout layout{c.build(arena.data), c.num_blocks};
+  try {
+    make_transfer_engine(layout, {pool.data(), 2 * 4096, 16}, {.device = 0});
+    FAIL() << "accepted tensors of device 1 for an engine on device 0";
+  } catch (const logic_error& e) {
+    EXPECT_NE(std::string{e.what()}.find("memory of device 1, but the engine runs on device 0"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(CudaEngineTest, DescriptionNamesTheCtaSizeAndItsOccupancy) {
+  const LayoutCase c = testing::layout_cases(2, 4096, 16)[2];
+  DeviceSetup s{c, 1, 16, 0, {.cta_threads = 128}};
+  const std::string text = s.engine->description();
+  EXPECT_NE(text.find("CTAs of 128 threads"), std::string::npos) << text;
+  EXPECT_NE(text.find(" per SM ("), std::string::npos) << text;
 }
 
 // The Offloader over the CUDA engine: hashes in, bytes back, with per-layer load events and
@@ -411,7 +559,7 @@ TEST_F(CudaEngineTest, OffloaderRoundTripOnTheDevice) {
   std::vector<std::byte> image(c.arena_bytes);
   for (std::size_t i = 0; i < image.size(); ++i)
     image[i] = static_cast<std::byte>((i * 131 + 7) >> 3);
-  CUDA_OK(cudaMemcpy(arena.data, image.data(), image.size(), cudaMemcpyHostToDevice));
+  upload_and_wait(arena.data, image.data(), image.size());
 
   // The offloader allocates and registers its own 8 pinned host slots.
   auto offloader = make_offloader("lru", layout, std::size_t{8});

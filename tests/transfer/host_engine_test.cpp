@@ -61,7 +61,10 @@ TEST_P(HostRoundTrip, EveryLayoutExact) {
 }
 
 // 656: SGLang's failing item size; 7 and 1000: odd and unaligned; 4096: the common case.
-INSTANTIATE_TEST_SUITE_P(Pages, HostRoundTrip, ::testing::Values(7, 656, 1000, 4096));
+INSTANTIATE_TEST_SUITE_P(Pages,
+                         HostRoundTrip,
+                         ::testing::Values(7, 656, 1000, 4096),
+                         [](const auto& info) { return "page" + std::to_string(info.param); });
 
 TEST(HostEngine, DescribesItselfPlainly) {
   HostSetup s{testing::layout_cases(2, 64, 8)[0], 1, 4, 0};
@@ -241,7 +244,8 @@ TEST(HostEngine, FactoryFallsBackWithoutDevice) {
   EXPECT_FALSE(why.empty());
   auto engine = make_transfer_engine(layout, {host.data(), 64, 16});
   EXPECT_TRUE(engine->is_host_fallback());
-  EXPECT_NE(engine->description().find(why), std::string::npos) << engine->description();
+  EXPECT_NE(engine->description().find(why + ": using the host engine"), std::string::npos)
+      << engine->description();
 }
 
 TEST(HostEngine, ForceHostIsHonoured) {
@@ -250,7 +254,14 @@ TEST(HostEngine, ForceHostIsHonoured) {
   const KvLayout layout{{{arena.data(), 64, 64, 0}}, 8};
   auto engine = make_transfer_engine(layout, {host.data(), 64, 16}, {.force_host = true});
   EXPECT_TRUE(engine->is_host_fallback());
-  EXPECT_NE(engine->description().find("force_host"), std::string::npos);
+  EXPECT_NE(engine->description().find("force_host is set: using the host engine"),
+            std::string::npos)
+      << engine->description();
+  // The direct factory says what the caller did, not "requested by the caller".
+  EXPECT_EQ(make_host_transfer_engine(layout, {host.data(), 64, 16})
+                ->description()
+                .find("make_host_transfer_engine was called: using the host engine"),
+            0U);
 }
 
 TEST(PinnedHostPool, MapsAndTouchesWithoutRegistration) {

@@ -14,14 +14,26 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <ostream>
 #include <random>
 #include <vector>
+
+namespace kvoffload::transfer {
+
+/// A method's name in test names and failure messages (not a byte dump of the enum).
+inline void PrintTo(Method method, std::ostream* os) {
+  *os << to_string(method);
+}
+
+}  // namespace kvoffload::transfer
 
 namespace kvoffload::transfer::testing {
 
 inline constexpr std::byte kPoison{0xA5};
 
-/// Copies between the arena ("GPU" memory) and the test's host mirror of it.
+/// Copies between the arena ("GPU" memory) and the test's host mirror of it. Both must be
+/// complete on return, as seen from every stream: the engine's streams are non-blocking, so a
+/// device upload that is still in flight would race the engine's first copy.
 struct ArenaAccess {
   std::function<void(std::byte* arena, const std::byte* from, std::size_t bytes)> upload;
   std::function<void(std::byte* to, const std::byte* arena, std::size_t bytes)> download;

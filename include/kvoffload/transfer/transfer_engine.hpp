@@ -24,6 +24,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,14 +33,20 @@ namespace kvoffload::transfer {
 
 /// Construction options of an engine (designated initializers welcome).
 struct TransferEngineOptions {
-  int device{0};              ///< CUDA device of the KV cache
-  bool force_host{false};     ///< use the host engine even when a CUDA device exists
-  unsigned host_threads{2};   ///< worker threads of the host engine
-  int default_sm_budget{16};  ///< CTAs of the kernel method when a request says 0
+  int device{0};             ///< CUDA device of the KV cache
+  bool force_host{false};    ///< use the host engine even when a CUDA device exists
+  unsigned host_threads{2};  ///< worker threads of the host engine
+  /// SM budget of the kernel method when a request says 0, in SMs' worth of CTAs (see
+  /// TransferRequest::sm_budget).
+  int default_sm_budget{16};
   /// Staged method: bytes of one piece of the device staging ring (rounded down to whole
   /// slots, at least one).
   std::size_t staging_piece_bytes{std::size_t{8} << 20};
   std::size_t staging_pieces{4};  ///< pieces in the ring (gather of one overlaps DMA of another)
+  /// Threads per CTA of the copy kernel (kernel method and staged gather / scatter): a multiple
+  /// of 32 in [32, 1024]. Small CTAs start on an SM that compute only partly fills; a CTA of
+  /// 1024 needs a whole SM's register file, so it waits for compute to drain one.
+  int cta_threads{256};
 };
 
 /**
@@ -101,13 +108,17 @@ class TransferEngine {
 };
 
 /**
- * @brief The CUDA engine when a CUDA device is usable (and force_host is false), else the host
- * engine (whose "GPU" tensors are ordinary host memory). description() says which.
+ * @brief The CUDA engine when a CUDA device is usable (and force_host is false); the host
+ * engine (whose "GPU" tensors are ordinary host memory) when there is no NVIDIA driver or no
+ * GPU (cuda_environment() says kNoDevice). description() says which, and why.
  * @param layout the GPU KV cache (device memory for the CUDA engine)
  * @param host the host slots; pinned (e.g. a PinnedHostPool) for the CUDA engine
  * @throws logic_error when a host slot is smaller than layout.host_slot_bytes() or the host
  *         slots are not pinned on the CUDA engine
- * @throws runtime_error when the CUDA runtime fails
+ * @throws logic_error when a KV tensor is not device memory of `options.device`
+ * @throws runtime_error when a driver is installed but unusable (too old for this build's CUDA
+ *         runtime: the message names the version found and the one needed; another CUDA error:
+ *         its name), or when the CUDA runtime fails
  */
 std::unique_ptr<TransferEngine> make_transfer_engine(const KvLayout& layout,
                                                      const HostSlots& host,
@@ -120,7 +131,26 @@ std::unique_ptr<TransferEngine> make_transfer_engine(const KvLayout& layout,
 std::unique_ptr<TransferEngine> make_host_transfer_engine(
     const KvLayout& layout, const HostSlots& host, const TransferEngineOptions& options = {});
 
-/// @brief Whether a CUDA device can be used here; `reason` gets why not (if non-null).
+/// Whether this process can use a CUDA device.
+enum class CudaAvailability : std::uint8_t {
+  kUsable,    ///< a GPU is visible and the driver suits this build's CUDA runtime
+  kNoDevice,  ///< no NVIDIA driver at all, or the driver sees no GPU: the host engine runs
+  kUnusable,  ///< a driver is installed but CUDA cannot use it (e.g. too old): an error
+};
+
+/// What cuda_environment() found, with a message in the user's terms.
+struct CudaEnvironment {
+  CudaAvailability availability{CudaAvailability::kNoDevice};
+  /// kNoDevice: "no NVIDIA driver or GPU found"; kUnusable: the driver version found and the
+  /// one needed, or the CUDA error; kUsable: the device count and the driver's CUDA version.
+  std::string message;
+};
+
+/// @brief Probe the CUDA runtime, the driver and /proc/driver/nvidia/version. Never throws.
+CudaEnvironment cuda_environment();
+
+/// @brief Whether a CUDA device can be used here; `reason` gets why not (if non-null): the
+/// message of cuda_environment(). False for kUnusable too (make_transfer_engine then throws).
 bool cuda_device_available(std::string* reason = nullptr);
 
 /// What choose_method() decides from.

@@ -48,7 +48,10 @@ struct TransferRequest {
   std::vector<BlockId> gpu_blocks;  ///< GPU block ids, k per host slot
   std::vector<BlockId> host_slots;  ///< host slot ids
   Method method{Method::kAuto};
-  /// CTAs (one per SM) the kernel method may occupy; 0 = the engine's default.
+  /// SMs' worth of CTAs the kernel method may occupy (budget x the CTAs of
+  /// TransferEngineOptions::cta_threads that fit one SM); 0 = the engine's default. Small jobs
+  /// use fewer. The CTAs may land on more SMs than the budget (the scheduler spreads them), but
+  /// never hold more than that many SMs' worth of registers and threads.
   int sm_budget{0};
   /// The caller is running compute on the GPU: prefer methods that leave the SMs alone.
   bool gpu_busy{false};
