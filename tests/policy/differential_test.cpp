@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 namespace kvoffload::testing {
 namespace {
 
@@ -14,6 +16,10 @@ struct Case {
   ReferenceModel::Kind kind;
   std::unique_ptr<OffloadingManager> (*make)(std::size_t, std::size_t, bool);
 };
+// What a failure prints as GetParam(), instead of the struct's bytes.
+void PrintTo(const Case& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class Differential : public ::testing::TestWithParam<Case> {};
 
