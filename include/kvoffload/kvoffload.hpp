@@ -10,6 +10,7 @@
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
 #include <kvoffload/filter_manager.hpp>
+#include <kvoffload/metrics.hpp>
 #include <kvoffload/offloader.hpp>
 #include <kvoffload/offloading_manager.hpp>
 #include <kvoffload/tiered_manager.hpp>
