@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <ostream>
 #include <memory>
 #include <random>
 #include <span>
@@ -103,6 +104,10 @@ struct TraceCase {
   bool late;      // LateEngine instead of the host engine's worker threads
   std::size_t k;  // GPU blocks per host slot
 };
+// What a failure prints as GetParam(), instead of the struct's bytes.
+void PrintTo(const TraceCase& c, std::ostream* out) {
+  *out << c.spec << (c.late ? ", late engine" : ", host engine threads") << ", k = " << c.k;
+}
 
 class OffloaderTrace : public ::testing::TestWithParam<TraceCase> {};
 
