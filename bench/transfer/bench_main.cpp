@@ -167,13 +167,21 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    std::string why;
-    const bool gpu = !cpu && kvoffload::transfer::cuda_device_available(&why);
-    if (!gpu)
-      std::printf("kvoffload-bench: %s: running the host engine\n", cpu ? "--cpu" : why.c_str());
+    // No driver or no GPU: the host engine, said once. A driver that is there but unusable
+    // (too old for our CUDA runtime): an error, not host-engine figures passed off as a result.
+    using kvoffload::transfer::CudaAvailability;
+    const kvoffload::transfer::CudaEnvironment cuda = kvoffload::transfer::cuda_environment();
+    if (!cpu && cuda.availability == CudaAvailability::kUnusable) {
+      std::fprintf(stderr, "kvoffload-bench: %s\n", cuda.message.c_str());
+      return 1;
+    }
+    const bool gpu = !cpu && cuda.availability == CudaAvailability::kUsable;
+    if (!gpu) {
+      std::printf("kvoffload-bench: %s: using the host engine\n",
+                  cpu ? "--cpu was given" : cuda.message.c_str());
+    }
     Report report =
         gpu ? kvoffload::bench::run_gpu_bench(options) : kvoffload::bench::run_host_bench(options);
-    if (!gpu) report.device = (cpu ? std::string{"--cpu"} : why) + "; " + report.device;
     print(report);
     if (!json.empty()) {
       write_json(report, json);
