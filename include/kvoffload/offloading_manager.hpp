@@ -97,13 +97,14 @@ class OffloadingManager {
 };
 
 /// @brief LRU manager with `num_blocks` slots of medium kCpu.
-/// @throws logic_error if num_blocks is 0 or above 2^31 - 2.
+/// @throws logic_error if num_blocks is 0 or above 2^29 (536,870,912: the hash index holds
+/// twice as many hashes as slots, for ARC's ghost lists).
 std::unique_ptr<OffloadingManager> make_lru_manager(std::size_t num_blocks,
                                                     std::size_t block_size,
                                                     bool enable_events = true);
 
 /// @brief ARC manager (T1/T2 with ghost lists B1/B2 and adaptive target p), medium kCpu.
-/// @throws logic_error if num_blocks is 0 or above 2^31 - 2.
+/// @throws logic_error if num_blocks is 0 or above 2^29 (536,870,912).
 std::unique_ptr<OffloadingManager> make_arc_manager(std::size_t num_blocks,
                                                     std::size_t block_size,
                                                     bool enable_events = true);

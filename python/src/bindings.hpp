@@ -1,0 +1,63 @@
+// The pieces of the kvoffload._kvoffload module, each registered by its own function.
+#pragma once
+
+#include <kvoffload/offloading_manager.hpp>
+#include <kvoffload/tiered_manager.hpp>
+
+#include <nanobind/nanobind.h>
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace kvoffload::python {
+
+/**
+ * @brief A manager as Python holds it: the C++ manager behind a mutex of its own.
+ *
+ * Calls release the GIL while the manager works, so another Python thread may call the same
+ * manager meanwhile; the mutex keeps the manager's one-caller-at-a-time rule. The GIL is always
+ * released before the mutex is taken, so the two never wait on each other.
+ */
+class Manager {
+ public:
+  Manager(std::unique_ptr<OffloadingManager> manager, std::string spec, std::size_t block_size);
+
+  /// Run `work(manager)` without the GIL and under the mutex.
+  template <class Work>
+  decltype(auto) run(Work&& work) {
+    nanobind::gil_scoped_release unlocked;
+    std::lock_guard lock{mutex_};
+    return std::forward<Work>(work)(*manager_);
+  }
+
+  /// Run `work(tiered)`, or throw logic_error naming the spec when the manager is not tiered.
+  template <class Work>
+  decltype(auto) run_tiered(const char* what, Work&& work) {
+    require_tiered(what);
+    nanobind::gil_scoped_release unlocked;
+    std::lock_guard lock{mutex_};
+    return std::forward<Work>(work)(*tiered_);
+  }
+
+  [[nodiscard]] const std::string& spec() const noexcept { return spec_; }
+  [[nodiscard]] std::size_t block_size() const noexcept { return block_size_; }
+  [[nodiscard]] bool tiered() const noexcept { return tiered_ != nullptr; }
+
+ private:
+  void require_tiered(const char* what) const;
+
+  std::unique_ptr<OffloadingManager> manager_;
+  TieredOffloadingManager* tiered_{nullptr};  // inside manager_, when it is tiered
+  std::string spec_;
+  std::size_t block_size_{0};
+  std::mutex mutex_;
+};
+
+void bind_types(nanobind::module_& m);
+void bind_manager(nanobind::module_& m);
+void bind_replay(nanobind::module_& m);
+
+}  // namespace kvoffload::python
