@@ -387,8 +387,9 @@ class TieredOffloadingManager::Impl {
     stats_.prefetch_hints += hashes.size();
   }
 
-  std::vector<TransferPlan> process_prefetch() {
+  std::vector<TransferPlan> process_prefetch(std::span<const BlockHash> keep) {
     std::vector<TransferPlan> plans;
+    protect(keep);
     sink_            = &plans;
     std::size_t made = 0;
     while (made < config_.lookahead && !hints_.empty()) {
@@ -405,6 +406,7 @@ class TieredOffloadingManager::Impl {
       }
     }
     sink_ = &queued_;
+    unprotect();
     if (config_.instant_transfers) plans.clear();
     flush_events();
     return plans;
@@ -926,8 +928,9 @@ void TieredOffloadingManager::complete_transfer(std::uint64_t plan_id, bool succ
 void TieredOffloadingManager::hint_prefetch(std::span<const BlockHash> hashes) {
   impl_->hint_prefetch(hashes);
 }
-std::vector<TransferPlan> TieredOffloadingManager::process_prefetch() {
-  return impl_->process_prefetch();
+std::vector<TransferPlan> TieredOffloadingManager::process_prefetch(
+    std::span<const BlockHash> keep) {
+  return impl_->process_prefetch(keep);
 }
 void TieredOffloadingManager::complete_prefetch(std::span<const BlockHash> hashes, bool success) {
   impl_->complete_prefetch(hashes, success);

@@ -194,8 +194,10 @@ class TieredOffloadingManager final : public OffloadingManager {
 
   /// @brief Queue prefetch hints (any hashes; judged when processed).
   void hint_prefetch(std::span<const BlockHash> hashes);
-  /// @brief Up to `lookahead` prefetch plans, each after the demotions that make its room.
-  [[nodiscard]] std::vector<TransferPlan> process_prefetch();
+  /// @brief Up to `lookahead` prefetch plans, each after the demotions that make its room;
+  /// the blocks of `keep` (e.g. the host part of the prefix being looked up) are not demoted
+  /// for it.
+  [[nodiscard]] std::vector<TransferPlan> process_prefetch(std::span<const BlockHash> keep = {});
   /// @brief Complete the prefetch of each hash. @throws logic_error if a hash has no prefetch
   /// in flight (names it); nothing changes then.
   void complete_prefetch(std::span<const BlockHash> hashes, bool success = true);

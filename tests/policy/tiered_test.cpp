@@ -454,5 +454,22 @@ TEST(Tiered, DiscardDropsAReadyBlockAndRefusesABusyOne) {
   m.check_invariants();
 }
 
+TEST(Tiered, PrefetchDoesNotDemoteTheBlocksItIsToldToKeep) {
+  TieredOffloadingManager m{host_and_disk(2, 4)};
+  m.adopt_ready(1, Hashes{9}, Ids{0});
+  EXPECT_EQ(store(m, {1, 2}), (Ids{0, 1}));
+  m.hint_prefetch(Hashes{9});
+  EXPECT_TRUE(m.process_prefetch(Hashes{1, 2}).empty());  // no room but the kept blocks
+  EXPECT_EQ(m.tiered_stats().prefetch_dropped_other, 1u);
+  m.hint_prefetch(Hashes{9});
+  const auto plans = m.process_prefetch(Hashes{1});  // 2 makes the room, 1 stays
+  ASSERT_EQ(plans.size(), 2u);
+  EXPECT_EQ(plans[0].kind, TransferKind::kDemotion);
+  EXPECT_EQ(plans[0].hash, 2u);
+  EXPECT_EQ(plans[1].kind, TransferKind::kPrefetch);
+  EXPECT_EQ(m.lookup_tiers(Hashes{1}), (Tiers{0u}));
+  m.check_invariants();
+}
+
 }  // namespace
 }  // namespace kvoffload::testing
