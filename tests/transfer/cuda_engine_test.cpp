@@ -92,6 +92,29 @@ struct DeviceSetup {
   }
 };
 
+/// check_round_trip on a fresh device setup of 24 slots (k GPU blocks each, `padding` bytes
+/// after each slot image).
+void device_round_trip(const LayoutCase& c,
+                       std::size_t k,
+                       std::size_t padding,
+                       const TransferEngineOptions& options,
+                       std::size_t slot_count,
+                       Method method,
+                       std::uint64_t seed) {
+  DeviceSetup s{c, k, 24, padding, options};
+  ASSERT_NE(s.arena.data, nullptr);
+  ASSERT_FALSE(s.engine->is_host_fallback()) << s.engine->description();
+  check_round_trip(*s.engine,
+                   s.arena.data,
+                   c.arena_bytes,
+                   kDeviceAccess,
+                   s.pool.data(),
+                   s.slots,
+                   slot_count,
+                   method,
+                   seed);
+}
+
 class CudaRoundTrip : public CudaEngineTest, public ::testing::WithParamInterface<Method> {};
 
 TEST_P(CudaRoundTrip, EveryLayoutEveryPageSizeExact) {
@@ -103,18 +126,8 @@ TEST_P(CudaRoundTrip, EveryLayoutEveryPageSizeExact) {
       for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
         SCOPED_TRACE(c.name + " page " + std::to_string(page) + " k " + std::to_string(k) +
                      " method " + to_string(method));
-        DeviceSetup s{c, k, 24, k == 1 ? 0U : 24U, {.staging_piece_bytes = 3 * page}};
-        ASSERT_NE(s.arena.data, nullptr);
-        ASSERT_FALSE(s.engine->is_host_fallback()) << s.engine->description();
-        check_round_trip(*s.engine,
-                         s.arena.data,
-                         c.arena_bytes,
-                         kDeviceAccess,
-                         s.pool.data(),
-                         s.slots,
-                         40 / k / 2,
-                         method,
-                         ++seed);
+        device_round_trip(
+            c, k, k == 1 ? 0U : 24U, {.staging_piece_bytes = 3 * page}, 40 / k / 2, method, ++seed);
         if (::testing::Test::HasFatalFailure()) return;
       }
     }
@@ -144,23 +157,15 @@ TEST_P(CudaCtaSizes, KernelAndStagedExact) {
     for (const LayoutCase& c : testing::layout_cases(4, page, 32)) {
       for (Method m : {Method::kKernel, Method::kStaged}) {
         SCOPED_TRACE(c.name + " page " + std::to_string(page) + " " + to_string(m));
-        DeviceSetup s{c,
-                      1,
-                      24,
-                      0,
-                      {.default_sm_budget   = threads == 32 ? 1 : 16,
-                       .staging_piece_bytes = 5 * page,
-                       .cta_threads         = threads}};
-        ASSERT_NE(s.arena.data, nullptr);
-        check_round_trip(*s.engine,
-                         s.arena.data,
-                         c.arena_bytes,
-                         kDeviceAccess,
-                         s.pool.data(),
-                         s.slots,
-                         20,
-                         m,
-                         ++seed);
+        device_round_trip(c,
+                          1,
+                          0,
+                          {.default_sm_budget   = threads == 32 ? 1 : 16,
+                           .staging_piece_bytes = 5 * page,
+                           .cta_threads         = threads},
+                          20,
+                          m,
+                          ++seed);
         if (::testing::Test::HasFatalFailure()) return;
       }
     }
