@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -62,27 +61,6 @@ void usage(std::FILE* out) {
                "  --json      also write the results as JSON\n"
                "  --debug     error messages keep the library's source locations\n",
                specs.c_str());
-}
-
-constexpr const char* kBundledTrace = "traces/mooncake/conversation_trace.jsonl";
-
-/// The bundled trace: installed beside the tool (<prefix>/share/kvoffload/, found from the
-/// executable's own path), else in the source tree this binary was built from. Empty if
-/// neither exists (then --trace is required); `looked` lists where it looked.
-std::string default_trace(std::string& looked) {
-  std::vector<std::filesystem::path> candidates;
-  std::error_code error;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (!error) {
-    candidates.push_back(exe.parent_path() / KVOFFLOAD_BIN_TO_DATA / "kvoffload" / kBundledTrace);
-  }
-  candidates.push_back(std::filesystem::path{KVOFFLOAD_SOURCE_DIR} / "data" / kBundledTrace);
-  for (const auto& candidate : candidates) {
-    const auto path = candidate.lexically_normal();
-    looked += (looked.empty() ? "" : ", ") + path.string();
-    if (std::filesystem::is_regular_file(path, error)) return path.string();
-  }
-  return "";
 }
 
 /// A spec the replay can drive: a tiered policy under a wrapper (+filter, +mutex, +sharded)
@@ -181,7 +159,7 @@ int run(int argc, char** argv, bool& debug) {
     capacity_specs.push_back(replay::parse_capacity_spec(text));
   if (trace_path.empty()) {
     std::string looked;
-    trace_path = default_trace(looked);
+    trace_path = replay::find_bundled_trace(&looked);
     KVO_EXPECTS(!trace_path.empty(),
                 "the bundled trace is not installed beside this tool (looked in " + looked +
                     "): pass --trace FILE");
@@ -227,7 +205,9 @@ int run(int argc, char** argv, bool& debug) {
 
   std::ostringstream json;
   json << "{\"trace\": \"" << trace_path
-       << "\", \"scrambled_ids\": " << (scramble ? "true" : "false") << ", \"results\": [";
+       << "\", \"scrambled_ids\": " << (scramble ? "true" : "false")
+       << ", \"requests\": " << trace.requests.size() << ", \"references\": " << trace.references
+       << ", \"distinct_ids\": " << trace.distinct_ids << ", \"results\": [";
   bool first_json = true;
   std::printf("%-34s %16s %9s %9s %9s %9s %9s %9s\n",
               "policy",

@@ -3,6 +3,7 @@
 #include <kvoffload/error.hpp>
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <unordered_set>
@@ -206,6 +207,23 @@ Trace load_trace(const std::string& path) {
   std::ifstream in{path};
   KVO_EXPECTS(in.good(), "cannot open trace file '" + path + "'");
   return parse_trace(in);
+}
+
+std::string find_bundled_trace(std::string* looked) {
+  constexpr const char* kBundled = "traces/mooncake/conversation_trace.jsonl";
+  std::vector<std::filesystem::path> candidates;
+  std::error_code error;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    candidates.push_back(exe.parent_path() / KVOFFLOAD_BIN_TO_DATA / "kvoffload" / kBundled);
+  }
+  candidates.push_back(std::filesystem::path{KVOFFLOAD_SOURCE_DIR} / "data" / kBundled);
+  for (const auto& candidate : candidates) {
+    const auto path = candidate.lexically_normal();
+    if (looked != nullptr) *looked += (looked->empty() ? "" : ", ") + path.string();
+    if (std::filesystem::is_regular_file(path, error)) return path.string();
+  }
+  return "";
 }
 
 }  // namespace kvoffload::replay

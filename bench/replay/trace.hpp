@@ -38,4 +38,12 @@ void scramble_ids(Trace& trace);
 /// @brief parse_trace on a file. @throws kvoffload::logic_error if it cannot be opened.
 Trace load_trace(const std::string& path);
 
+/**
+ * @brief The bundled Mooncake trace: installed beside the tools (<prefix>/share/kvoffload/,
+ * found from the running executable's own path), else in the source tree this was built from.
+ * @param looked if non-null, gets the places looked at, comma-separated
+ * @return its path, or "" if neither exists (a tool then requires --trace)
+ */
+std::string find_bundled_trace(std::string* looked = nullptr);
+
 }  // namespace kvoffload::replay

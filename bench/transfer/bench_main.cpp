@@ -4,6 +4,7 @@
 // kvoffload-bench offload [...]: a request trace end to end through an Offloader (see usage).
 #include "cli_message.hpp"
 #include "offload_bench.hpp"
+#include "replay/trace.hpp"
 #include "report.hpp"
 
 #include <kvoffload/transfer/transfer.hpp>
@@ -89,7 +90,7 @@ const char* const kUsage =
 
 int offload_main(int argc, char** argv) {
   kvoffload::bench::OffloadOptions options;
-  options.trace = KVOFFLOAD_SOURCE_DIR "/data/traces/mooncake/conversation_trace.jsonl";
+  options.trace = kvoffload::replay::find_bundled_trace();  // installed beside, or the source's
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value  = i + 1 < argc;
@@ -118,6 +119,10 @@ int offload_main(int argc, char** argv) {
       std::fprintf(stderr, kUsage, argv[0], argv[0]);
       return 2;
     }
+  }
+  if (options.trace.empty()) {
+    std::fprintf(stderr, "the bundled trace is not installed beside this tool: pass --trace\n");
+    return 2;
   }
   if (options.layers == 0 || options.page == 0) {
     std::fprintf(stderr, "--layers and --page must be positive\n");
