@@ -3,7 +3,7 @@
 # there, e.g. /usr/local/cuda). Idempotent: does nothing when everything is present.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ pkg-config libgtest-dev googletest)
+packages=(cmake ninja-build g++ pkg-config libgtest-dev googletest liburing-dev libisal-dev fio)
 packages+=(python3 python3-venv python3-dev)  # the Python package: a venv and headers
 missing=()
 for p in "${packages[@]}"; do

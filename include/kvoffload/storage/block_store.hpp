@@ -12,7 +12,9 @@
  * - submit() validates the request, enqueues it and returns; it never waits for the disk.
  *   A request it rejects throws and leaves the store as it was.
  * - The store does not order jobs against each other: a caller must not read a slot whose
- *   write has not completed, nor write a slot a pending read or write uses.
+ *   write has not completed, nor write (or discard) a slot a pending read or write uses. A job
+ *   holds its slots until poll() or wait() has reported it, and submit_* / discard() throw
+ *   logic_error for a slot held that way (reads may share a slot with other reads).
  * - A write job owns its host buffers (reads them) until it completes; a read job writes them.
  * - poll() and wait() report each job's terminal state once; then the job is retired.
  *
@@ -24,8 +26,21 @@
  * Persistence (options.persistent): a store reopened on the same directories with the same
  * geometry reports, in recovered(), every block whose write had completed before the previous
  * process ended (SIGKILL included), without reading the payloads; a block whose write had not
- * completed is never recovered. A second store on the same directories (any process) is refused
- * with a clear error while the first is open. Files are created mode 0600.
+ * completed is never recovered. A slot's record is written only after its payload write
+ * completed and cleared before the slot is overwritten or discarded. Records and buffered
+ * payloads survive a killed process in the page cache; surviving a power loss as well needs
+ * flush() (fdatasync) after the writes. A second store on the same directories (any process) is
+ * refused with a clear error while the first is open. Files are created mode 0600; a store that
+ * is not persistent recreates its files at open and removes them when destroyed.
+ *
+ * Bounds and faults: every file is preallocated at open, so the files never exceed
+ * capacity_bytes (data, records and headers included). An I/O error (ENOSPC, EIO, EFBIG, a short
+ * read or write) fails only the job it happened in, with the errno's name, the slot and the file
+ * in DiskJobStatus::error; a failed write leaves its slots empty (their old blocks are gone), a
+ * failed read lists its blocks in `lost`; the next job runs normally.
+ *
+ * Environment: KVOFFLOAD_DISABLE_IO_URING=1 makes io_uring setup fail (tests, or a kernel whose
+ * io_uring is unwanted): kAuto then uses the thread pool, kIoUring throws. See docs/storage.md.
  */
 #pragma once
 
@@ -53,17 +68,19 @@ enum class IoBackend : std::uint8_t {
 
 /// Construction options (designated initializers welcome).
 struct BlockStoreOptions {
-  std::vector<std::filesystem::path> directories;  ///< one or more; slots are striped over them
+  std::vector<std::filesystem::path> directories;  ///< one or more; slot s lives in
+                                                   ///< directories[s % n]
   std::size_t block_bytes{0};                      ///< payload bytes of one block (a host slot)
   std::uint64_t capacity_bytes{0};  ///< hard limit on the bytes of all files together,
                                     ///< allocated at open (fallocate) and never exceeded
   bool persistent{false};           ///< keep and recover blocks across restarts
   IoBackend backend{IoBackend::kAuto};
-  bool direct_io{true};       ///< O_DIRECT where the file system accepts it (else buffered,
-                              ///< with one log line)
-  unsigned queue_depth{32};   ///< I/Os in flight per store (io_uring SQ size / pool threads)
-  unsigned io_threads{4};     ///< worker threads of the thread-pool backend
-  bool verify_checksums{true};  ///< false: CRC neither computed nor checked (benchmarks only)
+  bool direct_io{true};         ///< O_DIRECT where the file system accepts it (else buffered,
+                                ///< with one log line)
+  unsigned queue_depth{32};     ///< I/Os in flight per store (io_uring SQ size / pool threads)
+  unsigned io_threads{4};       ///< worker threads of the thread-pool backend
+  bool verify_checksums{true};  ///< false: CRC neither computed nor checked (benchmarks
+                                ///< only; blocks written so fail a later checked read)
   /// Test hook: every job completes no earlier than this after its submission.
   std::chrono::microseconds completion_delay{0};
 };
@@ -107,6 +124,7 @@ struct BlockStoreStats {
   std::uint64_t blocks_lost{0};       ///< reads that failed the hash or CRC check
   std::uint64_t blocks_recovered{0};  ///< found at open
   std::uint64_t blocks_discarded{0};  ///< found at open but incomplete or corrupt
+  std::uint64_t io_operations{0};     ///< I/Os issued (adjacent slots of a job merge into one)
 };
 
 /// @brief The store interface (see the file comment). Methods are thread-safe.
@@ -117,7 +135,7 @@ class BlockStore {
   BlockStore& operator=(const BlockStore&) = delete;
 
   /// @throws logic_error naming the offending value: a slot out of range, a slot twice in one
-  ///         job, a null buffer
+  ///         job, a null buffer, a slot a job not yet reported holds
   [[nodiscard]] virtual DiskJobId submit_write(std::span<const DiskWrite> blocks) = 0;
   /// @throws logic_error like submit_write
   [[nodiscard]] virtual DiskJobId submit_read(std::span<const DiskRead> blocks) = 0;
@@ -127,14 +145,17 @@ class BlockStore {
   virtual DiskJobStatus wait(DiskJobId job) = 0;
 
   /// Forget a slot's block (its record is invalidated; it will not be recovered).
+  /// @throws logic_error for a slot out of range or held by a job not yet reported;
+  ///         runtime_error if the record cannot be written
   virtual void discard(BlockId slot) = 0;
   /// Make every completed write durable against power loss too (fdatasync of all files).
+  /// @throws runtime_error naming the file that failed
   virtual void flush() = 0;
 
   /// Blocks found at open (persistent stores; empty otherwise), ascending slot order.
   [[nodiscard]] virtual const std::vector<RecoveredBlock>& recovered() const noexcept = 0;
-  [[nodiscard]] virtual std::size_t num_slots() const noexcept   = 0;
-  [[nodiscard]] virtual std::size_t block_bytes() const noexcept = 0;
+  [[nodiscard]] virtual std::size_t num_slots() const noexcept                        = 0;
+  [[nodiscard]] virtual std::size_t block_bytes() const noexcept                      = 0;
   /// Bytes one disk slot takes (block_bytes rounded up to 4 KiB).
   [[nodiscard]] virtual std::size_t slot_bytes() const noexcept = 0;
   [[nodiscard]] virtual BlockStoreStats stats() const           = 0;
@@ -143,7 +164,8 @@ class BlockStore {
   [[nodiscard]] virtual std::string description() const = 0;
 
   /// Optional: host memory the store will read from and write to (e.g. the pinned host pool),
-  /// registered as io_uring fixed buffers where that is in use. Call before the first job.
+  /// registered as io_uring fixed buffers where that is in use (I/Os wholly inside it use
+  /// them; others still work). Call once, before the first job, else logic_error.
   virtual void register_host_memory(std::span<std::byte> memory) = 0;
 
  protected:
