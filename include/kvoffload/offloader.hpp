@@ -23,10 +23,38 @@
  * Managers: any single-medium manager (every policy of make_manager except tiered, with or
  * without decorators); its slot ids are the engine's host slots. Not thread-safe: call one
  * Offloader from one thread at a time, like a manager.
+ *
+ * ## Host + disk (a TieredOffloadingManager and a storage::BlockStore)
+ * The GPU KV cache is not a tier here: tier 0 is the host (Medium::kCpu, the engine's host
+ * slots), tier 1 the disk (Medium::kDisk, the store's slots). Stores and loads still go GPU <->
+ * host through the engine; the tiered manager's plans go host <-> disk through the store:
+ * - A host victim is demoted (written to disk), not dropped; a disk victim is dropped. The host
+ *   slot it leaves is handed to the store that needed room, but a job never writes a slot that
+ *   an unfinished job reads: such a store is **deferred**, submitted to the engine by poll(),
+ *   wait() or completion_events() once the demotion has read the slot (its job id is given at
+ *   once; its GPU blocks stay the caller's to keep untouched until it is reported, as always).
+ * - Disk work is bounded: while `max_disk_jobs` disk jobs are in flight, new demotions are
+ *   dropped (the block leaves the cache, counted in OffloaderStats::demotions_dropped) and new
+ *   promotions and prefetches abandoned, so stores never wait behind a slow disk for more than
+ *   the jobs already in flight.
+ * - lookup(): when the ready prefix reaches a block on disk, the disk blocks of the prefix are
+ *   prefetched to the host and the answer is `nullopt` ("retry later"); it answers the host
+ *   prefix instead when the first of them cannot move now (host tier pinned full, disk busy).
+ *   load() of a block on disk throws. prefetch() brings up the blocks of requests a runtime
+ *   knows are coming.
+ * - A disk read that fails its hash or CRC check loses that block: removed event, counted in
+ *   blocks_lost, its bytes never reach a GPU block. Other failed disk reads leave the block on
+ *   disk; a failed demotion drops it.
+ * - Restart: a persistent store's recovered blocks become ready in the disk tier at
+ *   construction (stored events for Medium::kDisk when the manager has events on).
+ * Disk jobs make progress in lookup(), poll(), wait() and wait_all(); wait_all() also finishes
+ * every disk job, so afterwards nothing is in flight anywhere.
  */
 #pragma once
 
 #include <kvoffload/offloading_manager.hpp>
+#include <kvoffload/storage/block_store.hpp>
+#include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/transfer/kv_layout.hpp>
 #include <kvoffload/transfer/transfer_engine.hpp>
 #include <kvoffload/transfer/transfer_request.hpp>
@@ -45,6 +73,10 @@
 #include <vector>
 
 namespace kvoffload {
+
+namespace detail {
+class DiskTier;  // csrc/disk_tier.hpp
+}  // namespace detail
 
 /// How one job moves its bytes: the transfer request's options (designated initializers).
 struct TransferOptions {
@@ -85,6 +117,41 @@ struct FinishedJob {
   std::vector<BlockId> gpu_blocks;
 };
 
+/// Gauges and counters of an Offloader (see stats()).
+struct OffloaderStats {
+  /// One per tier: the host tier, then the disk tier (host + disk only).
+  struct Tier {
+    Medium medium{Medium::kCpu};
+    std::size_t capacity{0}, ready{0}, pending{0}, free_slots{0};
+  };
+  std::vector<Tier> tiers;
+  std::uint64_t bytes_stored{0};        ///< GPU -> host, by jobs that succeeded
+  std::uint64_t bytes_loaded{0};        ///< host -> GPU, by jobs that succeeded
+  std::uint64_t bytes_written_disk{0};  ///< host -> disk (demotions that succeeded)
+  std::uint64_t bytes_read_disk{0};     ///< disk -> host (promotions, prefetches that succeeded)
+  std::uint64_t demotions{0};           ///< blocks written to disk
+  std::uint64_t demotions_dropped{0};   ///< demotions not attempted: too many disk jobs
+  std::uint64_t demotions_failed{0};    ///< demotions whose write failed (the block is dropped)
+  std::uint64_t promotions{0};          ///< blocks read up to the host (promotion or prefetch)
+  std::uint64_t reads_dropped{0};       ///< promotions and prefetches not attempted: disk busy
+  std::uint64_t reads_failed{0};        ///< reads that failed (lost blocks included)
+  std::uint64_t blocks_lost{0};         ///< disk blocks that failed the hash or CRC check
+  std::uint64_t blocks_recovered{0};    ///< adopted from a persistent store at construction
+  std::uint64_t lookups_deferred{0};    ///< lookups answered nullopt (a block on its way up)
+  std::uint64_t lookups_disk_busy{0};   ///< lookups answered the host part: disk jobs at the cap
+  std::uint64_t stores_deferred{0};     ///< stores that waited for a demotion to read a slot
+  std::size_t disk_jobs_in_flight{0};   ///< disk jobs submitted or waiting to be
+};
+
+/// How a host + disk Offloader's disk tier is set up (make_offloader's last overload).
+struct DiskTierOptions {
+  /// Directories, capacity (the disk tier gets capacity_bytes / slot size slots),
+  /// persistence, I/O back end; block_bytes is set to the layout's host slot size.
+  storage::BlockStoreOptions store{};
+  std::size_t max_disk_jobs{8};  ///< disk jobs in flight before new disk work is dropped
+  bool enable_events{false};     ///< the manager's stored / removed events (take_events())
+};
+
 /**
  * @brief Offloads KV blocks to host slots and loads them back (see the file comment).
  */
@@ -100,13 +167,34 @@ class Offloader {
   Offloader(std::unique_ptr<OffloadingManager> manager,
             std::unique_ptr<transfer::TransferEngine> engine,
             std::shared_ptr<void> host_memory = nullptr);
+  /**
+   * @brief A host + disk Offloader (see the file comment); adopts the store's recovered
+   * blocks into the disk tier.
+   * @param manager two tiers, Medium::kCpu then Medium::kDisk, built with
+   *        stores_to_tier_zero_only; tier 0's slots are host slots of `engine`, tier 1's
+   *        slots of `store`
+   * @param max_disk_jobs disk jobs in flight before new disk work is dropped (at least 1)
+   * @throws logic_error if an argument is null or the tiers, slot counts or block size do not
+   *         fit the engine and the store (naming the value)
+   */
+  Offloader(std::unique_ptr<TieredOffloadingManager> manager,
+            std::unique_ptr<transfer::TransferEngine> engine,
+            std::unique_ptr<storage::BlockStore> store,
+            std::size_t max_disk_jobs         = 8,
+            std::shared_ptr<void> host_memory = nullptr);
   /// Waits for every job still running (their bytes must not outlive the engine).
   ~Offloader();
   Offloader(const Offloader&)            = delete;
   Offloader& operator=(const Offloader&) = delete;
 
-  /// The manager's lookup: leading hashes ready on the host (`nullopt`: retry later).
+  /// The manager's lookup: leading hashes ready on the host (`nullopt`: retry later). Host +
+  /// disk: a prefix reaching the disk is brought up and answered `nullopt` (file comment).
   [[nodiscard]] std::optional<std::size_t> lookup(std::span<const BlockHash> hashes);
+
+  /// Host + disk: start bringing these blocks up from disk (at most the manager's lookahead
+  /// per call; the rest stay queued). Absent or host-resident ones are skipped. Single tier:
+  /// nothing to do.
+  void prefetch(std::span<const BlockHash> hashes);
 
   /// The manager's touch: mark a request's blocks recently used.
   void touch(std::span<const BlockHash> hashes);
@@ -117,9 +205,9 @@ class Offloader {
    * poll() or wait() reports the job; the GPU blocks must not be read before that (or before
    * the job's completion events).
    * @return the job's id; `nullopt` for no hashes (nothing to do)
-   * @throws logic_error if gpu_blocks.size() != hashes.size() * k, a hash is not ready
-   *         (naming it), or the engine rejects the request (duplicate GPU blocks, a wait_event
-   *         on the host engine, ...): the pins are dropped again
+   * @throws logic_error if gpu_blocks.size() != hashes.size() * k, a hash is not ready or is
+   *         on disk (naming it), or the engine rejects the request (duplicate GPU blocks, a
+   *         wait_event on the host engine, ...): the pins are dropped again
    */
   std::optional<transfer::JobId> load(std::span<const BlockHash> hashes,
                                       std::span<const BlockId> gpu_blocks,
@@ -131,7 +219,9 @@ class Offloader {
    * admission may leave some out (they are not in `stored`). The job reads the GPU blocks of
    * `stored` until poll() or wait() reports it: do not overwrite or free them before.
    * @throws logic_error if gpu_blocks.size() != hashes.size() * k, or the engine rejects the
-   *         request (the store is abandoned again; evictions it made stay made)
+   *         request (the store is abandoned again; evictions it made stay made). Host + disk:
+   *         a store deferred behind a demotion is submitted later; if the engine rejects it
+   *         then, poll() or wait() reports it failed.
    */
   StoreTicket store(std::span<const BlockHash> hashes,
                     std::span<const BlockId> gpu_blocks,
@@ -148,11 +238,13 @@ class Offloader {
    */
   FinishedJob wait(transfer::JobId job);
 
-  /// Block until every running job finishes; report them, oldest first.
+  /// Block until every running job finishes (and, host + disk, every disk job); report them,
+  /// oldest first.
   std::vector<FinishedJob> wait_all();
 
   /// The engine's completion events of a running job (per layer for a per-layer load). They
-  /// are valid until the job is reported (the engine reuses them afterwards).
+  /// are valid until the job is reported (the engine reuses them afterwards). A deferred store
+  /// is submitted first, after waiting for the disk jobs it waits for.
   /// @throws logic_error for an id this Offloader is not running
   [[nodiscard]] std::vector<cudaEvent_t> completion_events(transfer::JobId job);
 
@@ -167,16 +259,25 @@ class Offloader {
   /// The engine, read-only (description(), layout(), host_slots()): its jobs are this
   /// class's to poll and wait for.
   [[nodiscard]] const transfer::TransferEngine& engine() const noexcept { return *engine_; }
+  /// The disk store (host + disk only; null otherwise), read-only (stats(), description()).
+  [[nodiscard]] const storage::BlockStore* block_store() const noexcept;
+  /// Gauges and counters, per tier and per medium.
+  [[nodiscard]] OffloaderStats stats() const;
 
  private:
   struct Job {
     transfer::Direction direction{transfer::Direction::kStore};
     std::vector<BlockHash> hashes;
     std::vector<BlockId> gpu_blocks;
-    std::optional<transfer::JobStatus> status;  // the engine's report, once it came
-    bool settled{false};                        // the manager has been told
+    std::optional<transfer::TransferRequest> deferred;  // a store not yet given to the engine
+    transfer::JobId engine_job{0};                      // once given
+    std::optional<transfer::JobStatus> status;          // the engine's report, once it came
+    bool settled{false};                                // the manager has been told
   };
   void check_gpu_blocks(const char* what, std::size_t hashes, std::size_t gpu_blocks) const;
+  void run_plans(std::vector<TransferPlan> plans);
+  void start_deferred();
+  void start_now(Job& job);  // waits for the disk until a deferred store is given to the engine
   transfer::TransferRequest request(transfer::Direction direction,
                                     const TransferOptions& options) const;
   transfer::JobId submit(const transfer::TransferRequest& request, Job job);
@@ -188,7 +289,12 @@ class Offloader {
   std::shared_ptr<void> host_memory_;  // first: outlives the engine that copies into it
   std::unique_ptr<OffloadingManager> manager_;
   std::unique_ptr<transfer::TransferEngine> engine_;
-  std::map<transfer::JobId, Job> jobs_;  // ordered by id: reports come oldest first
+  std::unique_ptr<detail::DiskTier> disk_;    // host + disk only; before the engine goes
+  TieredOffloadingManager* tiered_{nullptr};  // manager_, host + disk only
+  std::map<transfer::JobId, Job> jobs_;       // ordered by id: reports come oldest first
+  transfer::JobId next_job_{1};
+  std::uint64_t bytes_stored_{0}, bytes_loaded_{0}, lookups_deferred_{0}, lookups_disk_busy_{0},
+      stores_deferred_{0};
 };
 
 /**
@@ -214,6 +320,24 @@ std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
 std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
                                           const transfer::KvLayout& layout,
                                           std::size_t host_slots,
+                                          const transfer::TransferEngineOptions& options = {});
+
+/**
+ * @brief A host + disk Offloader with host memory of its own (like the overload above) and a
+ * disk tier on make_block_store(disk.store): `host_slots` host slots, and as many disk slots as
+ * disk.store.capacity_bytes holds. `policy_spec` is "tiered" with its non-size options
+ * ("tiered:promote=2,lookahead=64"); the tier sizes come from the memory and the disk, so
+ * hot/warm/cold and media are refused. With disk.store.persistent the blocks of the previous
+ * run on the same directories are ready on disk at once.
+ * @throws logic_error for a spec that is not tiered or sizes its tiers, zero host slots, bad
+ *         store options
+ * @throws runtime_error for memory that cannot be allocated or a store that cannot be opened
+ *         (naming the path)
+ */
+std::unique_ptr<Offloader> make_offloader(std::string_view policy_spec,
+                                          const transfer::KvLayout& layout,
+                                          std::size_t host_slots,
+                                          const DiskTierOptions& disk,
                                           const transfer::TransferEngineOptions& options = {});
 
 }  // namespace kvoffload

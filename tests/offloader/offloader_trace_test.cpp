@@ -1,9 +1,7 @@
-// End to end: the Mooncake trace through an Offloader over the host engine, moving real bytes.
-// Every GPU block written for a hash carries a pattern derived from the hash; every load must
-// bring back exactly that pattern, while stores evict (and reuse host slots) beside loads that
-// are still reading theirs. A slot handed out twice, a pin released early or a store confirmed
-// before its bytes landed shows up here as a wrong byte.
-#include "replay/trace.hpp"
+// End to end: the Mooncake trace through an Offloader over the host engine, moving real bytes
+// (trace_replay.hpp: every loaded byte checked). A slot handed out twice, a pin released early
+// or a store confirmed before its bytes landed shows up here as a wrong byte.
+#include "trace_replay.hpp"
 
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
@@ -28,6 +26,8 @@
 namespace kvoffload {
 namespace {
 
+using testing::kChunk;
+
 using transfer::HostSlots;
 using transfer::JobId;
 using transfer::JobState;
@@ -37,29 +37,6 @@ using transfer::KvTensor;
 using transfer::Method;
 using transfer::TransferEngine;
 using transfer::TransferRequest;
-
-constexpr std::size_t kChunk = 64;  // bytes of one block: small, so the trace runs fast
-
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-// The bytes of GPU block `sub` (of k) of `hash`.
-void fill(std::byte* block, BlockHash hash, std::size_t sub) {
-  for (std::size_t i = 0; i < kChunk; i += 8) {
-    const std::uint64_t word = mix((hash * 8 + sub) * 64 + i);
-    std::memcpy(block + i, &word, 8);
-  }
-}
-
-bool holds(const std::byte* block, BlockHash hash, std::size_t sub) {
-  std::byte expected[kChunk];
-  fill(expected, hash, sub);
-  return std::memcmp(block, expected, kChunk) == 0;
-}
 
 // Copies as late as the contract allows: a job's bytes move only when it is polled (and then
 // only half the time, with a fixed seed, so later jobs often finish first) or waited for,
@@ -115,9 +92,7 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
   const replay::Trace trace =
       replay::load_trace(KVOFFLOAD_SOURCE_DIR "/data/traces/mooncake/conversation_trace.jsonl");
   const std::size_t requests = std::min<std::size_t>(trace.requests.size(), 4000);
-  std::size_t longest        = 0;
-  for (std::size_t r = 0; r < requests; ++r)
-    longest = std::max(longest, trace.requests[r].hashes.size());
+  const std::size_t longest  = testing::longest_request(trace, requests);
 
   // "GPU" blocks: a request's k blocks per hash at [0, n k) while the previous request's jobs
   // may still use [longest k, longest k + n k): two halves, alternating.
@@ -134,86 +109,11 @@ TEST_P(OffloaderTrace, EveryLoadedBlockHoldsItsHashsBytes) {
   auto offloader =
       std::make_unique<Offloader>(make_manager(GetParam().spec, slots, kChunk), std::move(engine));
 
-  std::size_t verified = 0;
-  std::size_t stored   = 0;
-  std::size_t failures = 0;
-  struct Load {
-    std::vector<BlockHash> hashes;
-    std::vector<BlockId> blocks;
-  };
-  std::unordered_map<JobId, Load> loads;
-  std::unordered_set<JobId> running;
-  std::vector<JobId> jobs_of_half[2];
-  // A finished load must have brought back each hash's pattern.
-  auto finished = [&](const FinishedJob& done) {
-    running.erase(done.job);
-    failures += done.ok ? 0 : 1;
-    const auto it = loads.find(done.job);
-    if (it == loads.end()) return;
-    const Load& load = it->second;
-    EXPECT_EQ(done.gpu_blocks, load.blocks) << "job " << done.job;
-    for (std::size_t i = 0; i < load.hashes.size(); ++i) {
-      for (std::size_t sub = 0; sub < k; ++sub) {
-        const BlockId b        = load.blocks[i * k + sub];
-        const std::byte* block = gpu.data() + static_cast<std::size_t>(b) * kChunk;
-        EXPECT_TRUE(holds(block, load.hashes[i], sub))
-            << "GPU block " << b << " does not hold part " << sub << " of hash " << load.hashes[i];
-      }
-      ++verified;
-    }
-    loads.erase(it);
-  };
-
-  for (std::size_t r = 0; r < requests; ++r) {
-    const std::vector<BlockHash>& hashes = trace.requests[r].hashes;
-    // The jobs of two requests ago used this half of the GPU blocks: they must be done.
-    std::vector<JobId>& jobs = jobs_of_half[r % 2];
-    for (JobId job : jobs) {
-      if (running.contains(job)) finished(offloader->wait(job));
-    }
-    jobs.clear();
-    const std::size_t half = (r % 2) * longest * k;
-    const std::size_t hit  = offloader->lookup(hashes).value_or(0);
-    offloader->touch(hashes);
-    std::vector<BlockId> blocks(hashes.size() * k);
-    for (std::size_t i = 0; i < blocks.size(); ++i)
-      blocks[i] = static_cast<BlockId>(half + i);
-    // Poison the load destinations, fill the store sources with each hash's pattern.
-    for (std::size_t i = 0; i < hashes.size(); ++i) {
-      for (std::size_t sub = 0; sub < k; ++sub) {
-        std::byte* block = gpu.data() + static_cast<std::size_t>(blocks[i * k + sub]) * kChunk;
-        if (i < hit) {
-          std::memset(block, 0xA5, kChunk);
-        } else {
-          fill(block, hashes[i], sub);
-        }
-      }
-    }
-    const std::span<const BlockHash> prefix{hashes.data(), hit};
-    if (const auto job = offloader->load(prefix, std::span{blocks}.first(hit * k))) {
-      loads.emplace(*job,
-                    Load{{prefix.begin(), prefix.end()},
-                         {blocks.begin(), blocks.begin() + static_cast<std::ptrdiff_t>(hit * k)}});
-      running.insert(*job);
-      jobs.push_back(*job);
-    }
-    // The store may evict while this load and the previous request's jobs still run.
-    const StoreTicket ticket =
-        offloader->store(std::span{hashes}.subspan(hit), std::span{blocks}.subspan(hit * k));
-    stored += ticket.stored.size();
-    if (ticket.outcome == StoreTicket::Outcome::kSubmitted) {
-      running.insert(ticket.job);
-      jobs.push_back(ticket.job);
-    }
-    for (const FinishedJob& done : offloader->poll())
-      finished(done);
-  }
-  for (const FinishedJob& done : offloader->wait_all())
-    finished(done);
-
-  EXPECT_EQ(failures, 0U);
-  EXPECT_GT(verified, 1000U) << "too few hits to exercise loads";
-  EXPECT_GT(stored, slots) << "the host slots never had to be reused";
+  const testing::TraceRun run =
+      testing::replay_verified(*offloader, gpu, k, trace, 0, requests, longest);
+  EXPECT_EQ(run.failures, 0U);
+  EXPECT_GT(run.verified, 1000U) << "too few hits to exercise loads";
+  EXPECT_GT(run.stored, slots) << "the host slots never had to be reused";
   const ManagerStats st = offloader->manager().stats();
   EXPECT_GT(st.evictions, 0U);
   EXPECT_EQ(st.pending, 0U);
