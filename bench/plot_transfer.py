@@ -5,6 +5,7 @@ method, the contiguous ceiling of the same run drawn across. Usage:
 """
 import json
 import sys
+import textwrap
 
 import matplotlib
 
@@ -22,7 +23,8 @@ def main() -> int:
     directions = [d for d in ("store", "load") if any(r["direction"] == d for r in rows)]
     if not directions:  # the host engine's ceiling has direction "-"
         directions = sorted({r["direction"] for r in rows if r["method"] != "ceiling"})
-    fig, axes = plt.subplots(1, len(directions), figsize=(6 * len(directions), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(directions), figsize=(6 * len(directions), 4.5), squeeze=False,
+                             constrained_layout=True)
     for ax, direction in zip(axes[0], directions):
         mine = [r for r in rows if r["direction"] in (direction, "-")]
         for method in sorted({r["method"] for r in mine}):
@@ -36,11 +38,12 @@ def main() -> int:
         ax.set_title(label.get(direction, direction))
         ax.grid(True, alpha=0.3)
         ax.legend()
-    title = "kvoffload transfer engine: " + report["device"]
+    # Wrapped to the figure's width (the host engine's device line is long); the constrained
+    # layout keeps room above the panels for it.
+    lines = textwrap.wrap("kvoffload transfer engine: " + report["device"], 75 * len(directions))
     if report.get("host_fallback"):
-        title += "\n(host engine, no CUDA device: not GPU figures)"
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        lines.append("(host engine, no CUDA device: not GPU figures)")
+    fig.suptitle("\n".join(lines), fontsize=9)
     fig.savefig(sys.argv[2], dpi=120)
     print("wrote", sys.argv[2])
     return 0
