@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config libgtest-dev googletest liburing-dev libisal-dev fio)
 packages+=(python3 python3-venv python3-dev)  # the Python package: a venv and headers
+packages+=(python3-matplotlib)  # the demo's charts (bench/plot_*.py)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
