@@ -52,6 +52,11 @@ request's hashes), ``tiered:hot=0.2,warm=0.3`` (tiers with transfer plans:
 Metrics: ``manager.metrics_text()`` or ``metrics_text({"name": manager, ...})`` give every
 counter and gauge in the Prometheus text format (``kvoffload_`` prefix).
 
+Moving bytes: ``make_offloader(spec, tensors, num_gpu_blocks, host_slots)`` pairs a manager
+with the transfer engine (the CUDA engine on a GPU, else the host engine): ``store``/``load`` by
+hash and GPU block ids, ``poll``/``wait`` for finished jobs. GPU addresses (``tensor.data_ptr()``)
+and CUDA events are passed as ints; the memory must outlive the Offloader.
+
 Trace replay: :mod:`kvoffload.replay` reads Mooncake JSONL traces with the C++ reader of
 ``kvoffload-replay`` and runs its reference replay, to check a Python-driven replay against it.
 """
@@ -60,17 +65,22 @@ from ._kvoffload import (
     LoadStoreSpec,
     LogicError,
     Manager,
+    FinishedJob,
     ManagerStats,
     Medium,
+    Offloader,
     OffloadingEvent,
     PrepareStoreOutput,
     RuntimeFailure,
+    StoreOutcome,
+    StoreTicket,
     TieredStats,
     TierLocation,
     TransferKind,
     TransferPlan,
     __version__,
     make_manager,
+    make_offloader,
     metrics_text,
     policy_specs,
     spec_help,
@@ -79,19 +89,24 @@ from . import replay
 
 __all__ = [
     "LoadStoreSpec",
+    "FinishedJob",
     "LogicError",
     "Manager",
     "ManagerStats",
     "Medium",
     "OffloadingEvent",
+    "Offloader",
     "PrepareStoreOutput",
     "RuntimeFailure",
+    "StoreOutcome",
+    "StoreTicket",
     "TierLocation",
     "TieredStats",
     "TransferKind",
     "TransferPlan",
     "__version__",
     "make_manager",
+    "make_offloader",
     "metrics_text",
     "policy_specs",
     "replay",

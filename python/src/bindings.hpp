@@ -59,5 +59,6 @@ class Manager {
 void bind_types(nanobind::module_& m);
 void bind_manager(nanobind::module_& m);
 void bind_replay(nanobind::module_& m);
+void bind_offloader(nanobind::module_& m);
 
 }  // namespace kvoffload::python

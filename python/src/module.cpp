@@ -22,4 +22,5 @@ NB_MODULE(_kvoffload, m) {
   kvoffload::python::bind_types(m);
   kvoffload::python::bind_manager(m);
   kvoffload::python::bind_replay(m);
+  kvoffload::python::bind_offloader(m);
 }
