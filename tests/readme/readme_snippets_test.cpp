@@ -24,7 +24,7 @@ class FakeKvCache {
  public:
   static constexpr std::size_t kLayers    = 32;
   static constexpr std::size_t kChunk     = 16384;  // the snippet's block stride and chunk bytes
-  static constexpr std::size_t kGpuBlocks = 48;  // the snippet stores block 42
+  static constexpr std::size_t kGpuBlocks = 48;     // the snippet stores block 42
 
   FakeKvCache() : gpu_{kvoffload::transfer::cuda_device_available()} {
     const std::size_t bytes = 2 * kLayers * kGpuBlocks * kChunk;
@@ -76,6 +76,21 @@ TEST(ReadmeSnippet, TransferEngine) {
   cudaEvent_t compute_done         = nullptr;  // no kernel to wait for here
 #include "transfer_engine.inc"
   EXPECT_EQ(status.state, JobState::kDone) << status.error;
+}
+#endif
+
+#if __has_include("disk_tier.inc")
+// Compiled, not run: the snippet names NVMe directories of a serving machine.
+TEST(ReadmeSnippet, DiskTierCompiles) {
+  using namespace kvoffload::transfer;
+  std::vector<std::byte> memory(FakeKvCache::kGpuBlocks * 16384);
+  KvLayout layout{{KvTensor{memory.data(), 16384, 16384, 0}}, FakeKvCache::kGpuBlocks};
+  const std::size_t num_slots                           = 4;
+  std::vector<kvoffload::BlockHash> next_request_hashes = {1, 2, 3};
+  [[maybe_unused]] auto snippet                         = [&] {
+#include "disk_tier.inc"
+  };
+  SUCCEED() << "the disk-tier snippet compiles";
 }
 #endif
 
