@@ -2,6 +2,7 @@
 // One table of the transfer engine's figures, each next to the ceiling measured in the same
 // run. Without a CUDA device (or with --cpu) it runs the host engine and says so.
 // kvoffload-bench offload [...]: a request trace end to end through an Offloader (see usage).
+#include "disk/disk_bench.hpp"
 #include "cli_message.hpp"
 #include "offload_bench.hpp"
 #include "replay/trace.hpp"
@@ -83,10 +84,12 @@ const char* const kUsage =
     "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n"
     "       %s offload [--trace FILE] [--policy SPEC] [--capacity N|P%%] [--layers L]\n"
     "                  [--page BYTES] [--requests N] [--json FILE] [--quick] [--device N] [--cpu]\n"
+    "       %s disk [--dir DIR] [--quick] [--mib N] [--reps N]\n"
     "  transfer: the engine's bandwidth, latency, SM budget, interference and pinning figures\n"
     "  offload:  a request trace end to end through an Offloader (default: the bundled\n"
     "            Mooncake trace, density, 5%% of its blocks as host slots, 32 layers x K/V x 2 "
-    "KiB)\n";
+    "KiB)\n"
+    "  disk:     the disk block store's GB/s beside fio, CPU per GB, CRC32C, restart time\n";
 
 int offload_main(int argc, char** argv) {
   kvoffload::bench::OffloadOptions options;
@@ -116,7 +119,7 @@ int offload_main(int argc, char** argv) {
       options.cpu = true;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
-      std::fprintf(stderr, kUsage, argv[0], argv[0]);
+      std::fprintf(stderr, kUsage, argv[0], argv[0], argv[0]);
       return 2;
     }
   }
@@ -142,12 +145,13 @@ int offload_main(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc >= 2 && (std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h" ||
                     std::string{argv[1]} == "help")) {
-    std::printf(kUsage, argv[0], argv[0]);
+    std::printf(kUsage, argv[0], argv[0], argv[0]);
     return 0;
   }
   if (argc >= 2 && std::string{argv[1]} == "offload") return offload_main(argc, argv);
+  if (argc >= 2 && std::string{argv[1]} == "disk") return kvoffload::bench::disk_main(argc, argv);
   if (argc < 2 || std::string{argv[1]} != "transfer") {
-    std::fprintf(stderr, kUsage, argv[0], argv[0]);
+    std::fprintf(stderr, kUsage, argv[0], argv[0], argv[0]);
     return 2;
   }
   kvoffload::bench::Options options;
