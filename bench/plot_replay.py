@@ -4,22 +4,14 @@ policy, LRU drawn heavier and Belady's offline optimum (the ceiling at each capa
 Usage:
     bench/plot_replay.py replay.json hit_rate.png
 """
-import json
 import sys
 import textwrap
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from plot_common import plt, report_and_output
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        print(__doc__)
-        return 2
-    with open(sys.argv[1]) as f:
-        report = json.load(f)
+    report, chart = report_and_output(__doc__)
     results = report["results"]
     distinct = report.get("distinct_ids") or max(r["capacity"] for r in results)
 
@@ -54,8 +46,8 @@ def main() -> int:
     title = f"Hit rate by capacity on {trace}" + (f" ({requests:,} requests)" if requests else "")
     ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(sys.argv[2], dpi=120)
-    print("wrote", sys.argv[2])
+    fig.savefig(chart, dpi=120)
+    print("wrote", chart)
     return 0
 
 

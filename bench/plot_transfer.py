@@ -3,22 +3,14 @@
 method, the contiguous ceiling of the same run drawn across. Usage:
     bench/plot_transfer.py transfer.json transfer.png
 """
-import json
 import sys
 import textwrap
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from plot_common import plt, report_and_output
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        print(__doc__)
-        return 2
-    with open(sys.argv[1]) as f:
-        report = json.load(f)
+    report, chart = report_and_output(__doc__)
     rows = [r for r in report["rows"] if r["section"] == "bandwidth"]
     directions = [d for d in ("store", "load") if any(r["direction"] == d for r in rows)]
     if not directions:  # the host engine's ceiling has direction "-"
@@ -44,8 +36,8 @@ def main() -> int:
     if report.get("host_fallback"):
         lines.append("(host engine, no CUDA device: not GPU figures)")
     fig.suptitle("\n".join(lines), fontsize=9)
-    fig.savefig(sys.argv[2], dpi=120)
-    print("wrote", sys.argv[2])
+    fig.savefig(chart, dpi=120)
+    print("wrote", chart)
     return 0
 
 
