@@ -84,6 +84,8 @@ const char* const kUsage =
     "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n"
     "       %s offload [--trace FILE] [--policy SPEC] [--capacity N|P%%] [--layers L]\n"
     "                  [--page BYTES] [--requests N] [--json FILE] [--quick] [--device N] [--cpu]\n"
+    "                  [--disk DIR [--disk-capacity N|P%%] [--max-disk-jobs N] [--disk-delay-us N]\n"
+    "                   [--disk-buffered] [--restart]]\n"
     "       %s disk [--dir DIR] [--quick] [--mib N] [--reps N]\n"
     "  transfer: the engine's bandwidth, latency, SM budget, interference and pinning figures\n"
     "  offload:  a request trace end to end through an Offloader (default: the bundled\n"
@@ -117,6 +119,18 @@ int offload_main(int argc, char** argv) {
       options.quick = true;
     } else if (arg == "--cpu") {
       options.cpu = true;
+    } else if (arg == "--disk" && has_value) {
+      options.disk_dir = argv[++i];
+    } else if (arg == "--disk-capacity" && has_value) {
+      options.disk_capacity = argv[++i];
+    } else if (arg == "--max-disk-jobs" && has_value) {
+      options.max_disk_jobs = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--disk-delay-us" && has_value) {
+      options.disk_delay_us = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    } else if (arg == "--restart") {
+      options.restart = true;
+    } else if (arg == "--disk-buffered") {
+      options.disk_buffered = true;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       std::fprintf(stderr, kUsage, argv[0], argv[0], argv[0]);
@@ -129,6 +143,10 @@ int offload_main(int argc, char** argv) {
   }
   if (options.layers == 0 || options.page == 0) {
     std::fprintf(stderr, "--layers and --page must be positive\n");
+    return 2;
+  }
+  if (options.restart && options.disk_dir.empty()) {
+    std::fprintf(stderr, "--restart needs --disk DIR\n");
     return 2;
   }
   try {

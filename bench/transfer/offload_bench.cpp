@@ -6,6 +6,13 @@
 // before a half is reused, the jobs that used it are waited for. Reports the bytes moved per
 // second of wall time next to a contiguous-copy ceiling measured in the same run, and the host
 // time spent inside Offloader calls.
+//
+// With --disk DIR the Offloader has a disk tier (host + disk, a tiered spec): hits are split by
+// where the block was at lookup, a lookup answered "retry later" is retried after a poll (a
+// runtime's next step), the bytes per medium come with their GB/s, and on the host engine every
+// loaded byte is checked against the pattern its store wrote. --restart also replays the second
+// half of the trace after re-creating the Offloader on the same (persistent) directory, next
+// to a cold start on an empty one.
 #include "offload_bench.hpp"
 
 #include "common.hpp"
@@ -14,6 +21,7 @@
 #include "report.hpp"
 
 #include <kvoffload/offloader.hpp>
+#include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/transfer/transfer.hpp>
 
 #include <cuda_runtime_api.h>
@@ -21,12 +29,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -126,6 +137,352 @@ class Memory {
   std::vector<std::byte> host_slots_;
 };
 
+/// Every byte of a block's pages gets a word of a sequence seeded by its hash and tensor, so a
+/// load that brought back another block's bytes, stale bytes or a torn copy is caught. Host
+/// memory only (the host engine).
+class Pattern {
+ public:
+  Pattern(const KvLayout& layout, std::size_t page) : layout_{layout}, page_{page} {}
+
+  void write(BlockId block, BlockHash hash) const {
+    for_pages(block, hash, [](std::uint64_t* words, std::size_t n, std::uint64_t seed) {
+      for (std::size_t i = 0; i < n; ++i)
+        words[i] = seed + i * 0x9E3779B97F4A7C15ULL;
+    });
+  }
+  void poison(BlockId block) const {
+    for_pages(block, 0, [](std::uint64_t* words, std::size_t n, std::uint64_t) {
+      std::memset(words, 0xA5, n * sizeof(std::uint64_t));
+    });
+  }
+  [[nodiscard]] bool holds(BlockId block, BlockHash hash) const {
+    bool ok = true;
+    for_pages(block, hash, [&](std::uint64_t* words, std::size_t n, std::uint64_t seed) {
+      for (std::size_t i = 0; i < n && ok; ++i)
+        ok = words[i] == seed + i * 0x9E3779B97F4A7C15ULL;
+    });
+    return ok;
+  }
+
+ private:
+  template <typename Visit>
+  void for_pages(BlockId block, BlockHash hash, Visit&& visit) const {
+    for (std::size_t t = 0; t < layout_.tensors().size(); ++t) {
+      const transfer::KvTensor& tensor = layout_.tensors()[t];
+      auto* words = reinterpret_cast<std::uint64_t*>(tensor.base + static_cast<std::size_t>(block) *
+                                                                       tensor.block_stride_bytes);
+      visit(words, page_ / sizeof(std::uint64_t), (hash * 0xBF58476D1CE4E5B9ULL) ^ (t + 1));
+    }
+  }
+  const KvLayout& layout_;
+  std::size_t page_;
+};
+
+/// What one replay of a range of requests did.
+struct Replayed {
+  std::size_t references{0}, loaded{0}, stored{0}, failed{0};
+  std::size_t host_hits{0}, disk_hits{0};  ///< loaded blocks by where they were at lookup
+  std::size_t retries{0};                  ///< lookups answered "retry later"
+  std::size_t verified{0}, wrong{0};       ///< loaded blocks checked, and found wrong
+  double inside{0};                        ///< seconds inside Offloader calls that do not wait
+  double checking{0};                      ///< seconds writing and checking patterns
+  double wall{0};
+};
+
+/// Requests [first, first + count) through `offloader`, as a serving runtime would.
+Replayed replay_requests(Offloader& offloader,
+                         const replay::Trace& trace,
+                         std::size_t first,
+                         std::size_t count,
+                         std::size_t longest,
+                         const Pattern* pattern) {
+  const auto* tiered = dynamic_cast<const TieredOffloadingManager*>(&offloader.manager());
+  Replayed out;
+  std::unordered_set<JobId> running;
+  std::unordered_map<JobId, std::pair<std::vector<BlockHash>, std::vector<BlockId>>> loads;
+  std::vector<JobId> jobs_of_half[2];
+  auto finished = [&](const FinishedJob& done) {
+    running.erase(done.job);
+    out.failed += done.ok ? 0 : 1;
+    const auto it = loads.find(done.job);
+    if (it == loads.end() || pattern == nullptr) return;
+    const double start = now_seconds();
+    for (std::size_t i = 0; i < it->second.first.size(); ++i) {
+      out.wrong += pattern->holds(it->second.second[i], it->second.first[i]) ? 0 : 1;
+      ++out.verified;
+    }
+    loads.erase(it);
+    out.checking += now_seconds() - start;
+  };
+  std::vector<BlockId> blocks(longest);
+  const double start = now_seconds();
+  for (std::size_t r = first; r < first + count; ++r) {
+    const std::vector<BlockHash>& hashes = trace.requests[r].hashes;
+    out.references += hashes.size();
+    std::vector<JobId>& jobs = jobs_of_half[r % 2];
+    for (JobId job : jobs) {
+      if (running.contains(job)) finished(offloader.wait(job));
+    }
+    jobs.clear();
+    for (std::size_t i = 0; i < hashes.size(); ++i)
+      blocks[i] = static_cast<BlockId>((r % 2) * longest + i);
+    const std::span<const BlockId> mine{blocks.data(), hashes.size()};
+
+    std::vector<std::optional<std::uint32_t>> where;
+    if (tiered != nullptr) where = tiered->lookup_tiers(hashes);
+    double call                      = now_seconds();
+    std::optional<std::size_t> ready = offloader.lookup(hashes);
+    while (!ready) {  // a block on its way up from disk: the runtime's next steps
+      ++out.retries;
+      for (const FinishedJob& done : offloader.poll())
+        finished(done);
+      std::this_thread::yield();
+      ready = offloader.lookup(hashes);
+    }
+    const std::size_t hit = *ready;
+    out.inside += now_seconds() - call;
+    for (std::size_t i = 0; i < hit; ++i)
+      ++(tiered != nullptr && where[i] != std::optional<std::uint32_t>{0} ? out.disk_hits
+                                                                          : out.host_hits);
+    if (pattern != nullptr) {
+      const double fill = now_seconds();
+      for (std::size_t i = 0; i < hashes.size(); ++i) {
+        if (i < hit) {
+          pattern->poison(mine[i]);
+        } else {
+          pattern->write(mine[i], hashes[i]);
+        }
+      }
+      out.checking += now_seconds() - fill;
+    }
+    call = now_seconds();
+    offloader.touch(hashes);
+    if (const auto job = offloader.load(std::span{hashes}.first(hit), mine.first(hit))) {
+      running.insert(*job);
+      jobs.push_back(*job);
+      out.loaded += hit;
+      if (pattern != nullptr) {
+        loads.emplace(*job,
+                      std::pair{std::vector<BlockHash>(hashes.begin(), hashes.begin() + hit),
+                                std::vector<BlockId>(mine.begin(), mine.begin() + hit)});
+      }
+    }
+    const StoreTicket ticket = offloader.store(std::span{hashes}.subspan(hit), mine.subspan(hit));
+    if (ticket.outcome == StoreTicket::Outcome::kSubmitted) {
+      running.insert(ticket.job);
+      jobs.push_back(ticket.job);
+      out.stored += ticket.stored.size();
+    }
+    const auto polled = offloader.poll();
+    out.inside += now_seconds() - call;
+    for (const FinishedJob& done : polled)
+      finished(done);
+  }
+  for (const FinishedJob& done : offloader.wait_all())
+    finished(done);
+  out.wall = now_seconds() - start;
+  return out;
+}
+
+/// Why the host engine runs, once, in the user's terms (not "force_host is set" when the user
+/// asked for nothing). A driver that is there but unusable made make_offloader throw before.
+void print_engine(
+    const Offloader& offloader, bool gpu, bool cpu, const std::string& why, const char* more) {
+  if (gpu) {
+    std::printf("kvoffload-bench offload on: %s\n", offloader.engine().description().c_str());
+  } else {
+    std::printf(
+        "kvoffload-bench offload: %s: using the host engine (memcpy between host buffers: "
+        "not GPU figures)%s\n",
+        cpu ? "--cpu was given" : why.c_str(),
+        more);
+  }
+}
+
+/// A fresh directory under `parent` for the store's files, removed again at the end.
+class ScratchDirectory {
+ public:
+  ScratchDirectory(const std::string& parent, const std::string& name)
+      : path_{std::filesystem::path{parent} / ("kvoffload-bench-" + name)} {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDirectory() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDirectory(const ScratchDirectory&)            = delete;
+  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void print_replayed(const char* name, const Replayed& r, const OffloaderStats& st) {
+  const double refs = double(r.references);
+  std::printf("%-28s %8.4f %8.4f %8.4f %9zu %9llu %9llu %8zu %8.2f\n",
+              name,
+              double(r.loaded) / refs,
+              double(r.host_hits) / refs,
+              double(r.disk_hits) / refs,
+              r.retries,
+              static_cast<unsigned long long>(st.demotions_dropped),
+              static_cast<unsigned long long>(st.blocks_recovered),
+              r.wrong,
+              r.wall);
+}
+
+/// --disk: the trace through a host + disk Offloader (see the file comment).
+int run_host_and_disk(const OffloadOptions& options,
+                      const replay::Trace& trace,
+                      std::size_t requests,
+                      std::size_t longest,
+                      std::size_t distinct,
+                      std::size_t host_slots,
+                      const KvLayout& layout,
+                      Memory& memory,
+                      bool gpu,
+                      const std::string& why) {
+  const std::string spec   = options.policy == OffloadOptions{}.policy ? "tiered" : options.policy;
+  const std::size_t block  = layout.host_slot_bytes();
+  const std::size_t wanted = replay::parse_capacity(options.disk_capacity, distinct);
+  const std::size_t slot_bytes = (block + 4095) / 4096 * 4096;
+  const Pattern pattern{layout, options.page};
+  const Pattern* check = gpu ? nullptr : &pattern;  // device memory cannot be checked here
+  auto open            = [&](const std::filesystem::path& dir, bool persistent) {
+    DiskTierOptions disk{
+                   .store         = {.directories      = {dir},
+                                     .capacity_bytes   = wanted * slot_bytes,
+                                     .persistent       = persistent,
+                                     .direct_io        = !options.disk_buffered,
+                                     .completion_delay = std::chrono::microseconds{options.disk_delay_us}},
+                   .max_disk_jobs = options.max_disk_jobs};
+    return make_offloader(
+        spec, layout, host_slots, disk, {.device = options.device, .force_host = options.cpu});
+  };
+  ScratchDirectory main_dir{options.disk_dir, "main"};
+  auto offloader                   = open(main_dir.path(), false);
+  const storage::BlockStore& store = *offloader->block_store();
+  print_engine(*offloader, gpu, options.cpu, why, "; every loaded byte is checked");
+  std::printf("disk tier: %s\n", store.description().c_str());
+  const std::string delay =
+      options.disk_delay_us > 0
+          ? ", each disk job delayed " + std::to_string(options.disk_delay_us) + " us"
+          : "";
+  std::printf(
+      "trace %s: %zu requests (%zu distinct blocks); spec %s; %zu host slots + %zu disk "
+      "slots of %zu bytes (%zu layers x K/V x %zu B); at most %zu disk jobs in flight%s\n",
+      options.trace.c_str(),
+      requests,
+      distinct,
+      spec.c_str(),
+      host_slots,
+      store.num_slots(),
+      block,
+      options.layers,
+      options.page,
+      options.max_disk_jobs,
+      delay.c_str());
+  const std::size_t half = requests / 2;
+  const Replayed first   = replay_requests(*offloader, trace, 0, half, longest, check);
+  const Replayed second = replay_requests(*offloader, trace, half, requests - half, longest, check);
+  const OffloaderStats st             = offloader->stats();
+  const storage::BlockStoreStats disk = store.stats();
+  const double wall                   = first.wall + second.wall;
+  const double checking               = first.checking + second.checking;
+  const std::size_t refs              = first.references + second.references;
+  const std::size_t loaded            = first.loaded + second.loaded;
+  const std::size_t wrong             = first.wrong + second.wrong;
+  const std::size_t failed            = first.failed + second.failed;
+  const double moving = wall - checking;  // the patterns' cost is the bench's, not the path's
+  auto count          = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  std::printf("\n%-40s %14s\n", "figure", "value");
+  std::printf("%-40s %14.4f\n", "hit rate (blocks loaded / refs)", double(loaded) / double(refs));
+  std::printf("%-40s %14.4f\n",
+              "  on the host at lookup",
+              double(first.host_hits + second.host_hits) / double(refs));
+  std::printf("%-40s %14.4f\n",
+              "  on disk at lookup (brought up)",
+              double(first.disk_hits + second.disk_hits) / double(refs));
+  std::printf("%-40s %14.4f\n",
+              "second half's hit rate (no restart)",
+              double(second.loaded) / double(second.references));
+  std::printf("%-40s %14zu\n", "lookups answered retry later", first.retries + second.retries);
+  std::printf("%-40s %14zu / %zu\n",
+              "loaded blocks checked / wrong",
+              first.verified + second.verified,
+              wrong);
+  std::printf("%-40s %14llu\n", "demotions written", count(st.demotions));
+  std::printf("%-40s %14llu\n", "demotions dropped (disk busy)", count(st.demotions_dropped));
+  std::printf("%-40s %14llu\n", "blocks read up (prefetch/promotion)", count(st.promotions));
+  std::printf("%-40s %14llu\n", "stores deferred behind a demotion", count(st.stores_deferred));
+  std::printf(
+      "%-40s %14llu\n", "lookups answered host part (disk busy)", count(st.lookups_disk_busy));
+  std::printf("%-40s %14llu\n", "blocks lost (integrity)", count(st.blocks_lost));
+  std::printf("%-40s %14.3f\n", "wall seconds (patterns excluded)", moving);
+  std::printf("%-40s %8.2f / %.2f\n",
+              "GPU<->host GB/s store / load",
+              double(st.bytes_stored) / moving / 1e9,
+              double(st.bytes_loaded) / moving / 1e9);
+  std::printf("%-40s %8.2f / %.2f\n",
+              "host<->disk GB/s write / read",
+              double(st.bytes_written_disk) / moving / 1e9,
+              double(st.bytes_read_disk) / moving / 1e9);
+  std::printf("%-40s %8.2f / %.2f\n",
+              "store's own count, GB/s write / read",
+              double(disk.bytes_written) / moving / 1e9,
+              double(disk.bytes_read) / moving / 1e9);
+  const transfer::TransferEngineOptions defaults{};
+  const auto [d2h, h2d] = memory.ceiling(std::min<std::size_t>(host_slots, 2 * longest) * block,
+                                         options.quick ? 3 : 5,
+                                         defaults.host_threads);
+  std::printf("%-40s %8.2f / %.2f\n", "ceiling GB/s store / load (memcpy)", d2h, h2d);
+  std::printf(
+      "GB/s = bytes moved per second of the replay's wall time (both halves, pattern "
+      "writing and checking subtracted), not per second of busy medium.\n");
+  int status = failed == 0 && wrong == 0 ? 0 : 1;
+  if (options.restart) {
+    // The first half on a persistent store; that Offloader then ends (host memory gone, the
+    // disk stays) and a new one opens the same directory for the second half.
+    offloader.reset();
+    ScratchDirectory warm_dir{options.disk_dir, "warm"};
+    ScratchDirectory cold_dir{options.disk_dir, "cold"};
+    {
+      auto before = open(warm_dir.path(), true);
+      (void)replay_requests(*before, trace, 0, half, longest, check);  // patterns stored
+    }
+    auto recovered               = open(warm_dir.path(), true);
+    const OffloaderStats at_open = recovered->stats();
+    const Replayed warm = replay_requests(*recovered, trace, half, requests - half, longest, check);
+    const OffloaderStats warm_st = recovered->stats();
+    recovered.reset();
+    auto cold            = open(cold_dir.path(), false);
+    const Replayed fresh = replay_requests(*cold, trace, half, requests - half, longest, check);
+    const OffloaderStats cold_st = cold->stats();
+    std::printf("\nrestart after request %zu of %zu: the second half's figures\n", half, requests);
+    std::printf("%-28s %8s %8s %8s %9s %9s %9s %8s %8s\n",
+                "run",
+                "hit",
+                "host",
+                "disk",
+                "retries",
+                "dropped",
+                "recovered",
+                "wrong",
+                "wall s");
+    print_replayed("no restart", second, st);
+    print_replayed("restart, disk recovered", warm, warm_st);
+    print_replayed("cold start (empty disk)", fresh, cold_st);
+    std::printf("blocks ready on disk when the restarted Offloader opened: %llu\n",
+                count(at_open.blocks_recovered));
+    if (warm.wrong + fresh.wrong + warm.failed + fresh.failed > 0) status = 1;
+  }
+  if (failed > 0) std::printf("FAILED: %zu jobs failed\n", failed);
+  if (wrong > 0) std::printf("FAILED: %zu loaded blocks held wrong bytes\n", wrong);
+  return status;
+}
+
 }  // namespace
 
 int run_offload_bench(const OffloadOptions& options) {
@@ -161,20 +518,16 @@ int run_offload_bench(const OffloadOptions& options) {
                   static_cast<std::uint32_t>(t / 2)});
   }
   const KvLayout layout{kv, gpu_blocks};
+  if (!options.disk_dir.empty()) {
+    return run_host_and_disk(
+        options, trace, requests, longest, distinct.size(), slots, layout, memory, gpu, why);
+  }
   auto offloader = make_offloader(options.policy,
                                   layout,
                                   HostSlots{memory.host(), block, slots},
                                   {.device = options.device, .force_host = options.cpu});
 
-  // Why the host engine runs, once, in the user's terms (not "force_host is set" when the user
-  // asked for nothing). A driver that is there but unusable made make_offloader throw above.
-  if (gpu) {
-    std::printf("kvoffload-bench offload on: %s\n", offloader->engine().description().c_str());
-  } else {
-    std::printf("kvoffload-bench offload: %s: using the host engine (memcpy between host buffers: "
-                "not GPU figures)\n",
-                options.cpu ? "--cpu was given" : why.c_str());
-  }
+  print_engine(*offloader, gpu, options.cpu, why, "");
   std::printf(
       "trace %s: %zu requests, %zu block references; policy %s, %zu host slots of %zu "
       "bytes (%zu layers x K/V x %zu B)\n",
@@ -187,51 +540,12 @@ int run_offload_bench(const OffloadOptions& options) {
       options.layers,
       options.page);
 
-  std::size_t loaded = 0;
-  std::size_t stored = 0;
-  std::size_t failed = 0;
-  std::unordered_set<JobId> running;
-  std::vector<JobId> jobs_of_half[2];
-  double inside = 0;  // seconds inside Offloader calls that do not wait
-  auto finished = [&](const FinishedJob& done) {
-    running.erase(done.job);
-    failed += done.ok ? 0 : 1;
-  };
-  std::vector<BlockId> blocks(longest);
-  const double start = now_seconds();
-  for (std::size_t r = 0; r < requests; ++r) {
-    const std::vector<BlockHash>& hashes = trace.requests[r].hashes;
-    std::vector<JobId>& jobs             = jobs_of_half[r % 2];
-    for (JobId job : jobs) {
-      if (running.contains(job)) finished(offloader->wait(job));
-    }
-    jobs.clear();
-    for (std::size_t i = 0; i < hashes.size(); ++i)
-      blocks[i] = static_cast<BlockId>((r % 2) * longest + i);
-    const std::span<const BlockId> mine{blocks.data(), hashes.size()};
-
-    const double call     = now_seconds();
-    const std::size_t hit = offloader->lookup(hashes).value_or(0);
-    offloader->touch(hashes);
-    if (const auto job = offloader->load(std::span{hashes}.first(hit), mine.first(hit))) {
-      running.insert(*job);
-      jobs.push_back(*job);
-      loaded += hit;
-    }
-    const StoreTicket ticket = offloader->store(std::span{hashes}.subspan(hit), mine.subspan(hit));
-    if (ticket.outcome == StoreTicket::Outcome::kSubmitted) {
-      running.insert(ticket.job);
-      jobs.push_back(ticket.job);
-      stored += ticket.stored.size();
-    }
-    for (const FinishedJob& done : offloader->poll())
-      finished(done);
-    inside += now_seconds() - call;
-  }
-  for (const FinishedJob& done : offloader->wait_all())
-    finished(done);
-  const double wall = now_seconds() - start;
-  if (failed > 0) throw std::runtime_error(std::to_string(failed) + " jobs failed");
+  const Replayed run       = replay_requests(*offloader, trace, 0, requests, longest, nullptr);
+  const std::size_t loaded = run.loaded;
+  const std::size_t stored = run.stored;
+  const double inside      = run.inside;
+  const double wall        = run.wall;
+  if (run.failed > 0) throw std::runtime_error(std::to_string(run.failed) + " jobs failed");
 
   const double loaded_bytes = double(loaded) * double(block);
   const double stored_bytes = double(stored) * double(block);

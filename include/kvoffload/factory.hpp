@@ -14,6 +14,10 @@
  * `lru+filter:threshold=2`, `arc+filter:threshold=2+sharded:shards=8`. Whatever order the
  * decorators are written in, the filter sits inside the thread-safety wrapper (and inside
  * each shard). A bad spec throws logic_error naming the offending part.
+ *
+ * A host + disk Offloader (make_offloader with DiskTierOptions) takes `tiered` with only its
+ * non-size options (`tiered:promote=2,lookahead=64`): its tiers are sized by the host slots and
+ * the disk capacity.
  */
 #pragma once
 
