@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kvoffload and runs every test: the release build (all tests; GPU tests skip without a
-# device), then the host tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and
-# the concurrency tests under ThreadSanitizer. Exits non-zero on any failure.
+# device), the Python package's tests (scripts/python-test.sh: pip install . in a venv, pytest),
+# then the host tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# concurrency tests under ThreadSanitizer. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
