@@ -35,6 +35,8 @@ using Clock  = std::chrono::steady_clock;
 
 /// Merged runs stop growing at this size so one I/O never monopolises the queue.
 constexpr std::size_t kMaxRunBytes = std::size_t{8} << 20;
+/// One I/O's length must fit io_uring's 32-bit length field and the record's payload length.
+constexpr std::size_t kMaxBlockBytes = std::size_t{1} << 30;
 
 void log_line(const std::string& text) {
   std::fprintf(stderr, "kvoffload: %s\n", text.c_str());
@@ -314,6 +316,9 @@ class FileBlockStore final : public BlockStore, private IoTaskHandler {
   void validate_options() {
     KVO_EXPECTS(!options_.directories.empty(), "block store: no directory given");
     KVO_EXPECTS(options_.block_bytes > 0, "block store: block_bytes is 0");
+    KVO_EXPECTS(options_.block_bytes <= kMaxBlockBytes,
+                "block store: block_bytes " + std::to_string(options_.block_bytes) +
+                    " is above the limit of 1 GiB");
     KVO_EXPECTS(
         options_.queue_depth > 0 && options_.queue_depth <= 4096,
         "block store: queue_depth " + std::to_string(options_.queue_depth) + " is outside 1..4096");

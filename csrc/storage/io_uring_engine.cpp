@@ -115,7 +115,13 @@ class IoUringEngine final : public IoEngine {
   }
 
   void prepare(InFlight* entry) {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never null: in_flight_ <= depth_
+    // The ring has depth_ entries and at most depth_ are prepared or in flight, so a free entry
+    // exists unless an earlier io_uring_submit failed to hand them over: submit, then retry.
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
     IoTask& task      = *entry->task;
     std::byte* buffer = task.buffer + entry->done;
     const auto length = static_cast<unsigned>(task.length - entry->done);

@@ -38,6 +38,7 @@ class RoundTrip : public ::testing::TestWithParam<RoundTripParam> {};
 
 TEST_P(RoundTrip, RandomBlocksComeBackByteForByte) {
   const auto [backend, block_bytes, depth, direct, dir_count] = GetParam();
+  KVO_SKIP_UNLESS_BACKEND(backend);
   std::vector<std::unique_ptr<TempDir>> dirs;
   for (std::size_t i = 0; i < dir_count; ++i)
     dirs.push_back(std::make_unique<TempDir>());
@@ -121,6 +122,7 @@ INSTANTIATE_TEST_SUITE_P(BlockStore,
                          });
 
 TEST_P(BothBackends, AdjacentSlotsInContiguousMemoryMergeIntoOneIo) {
+  KVO_SKIP_UNLESS_BACKEND(GetParam());
   TempDir dir;
   auto options    = small_store(dir.path(), 16384, 64);
   options.backend = GetParam();
@@ -146,6 +148,7 @@ TEST_P(BothBackends, AdjacentSlotsInContiguousMemoryMergeIntoOneIo) {
 }
 
 TEST_P(BothBackends, MisalignedHostBuffersWorkWithODirect) {
+  KVO_SKIP_UNLESS_BACKEND(GetParam());
   TempDir dir;
   auto options    = small_store(dir.path(), 8192, 16);
   options.backend = GetParam();
@@ -161,6 +164,7 @@ TEST_P(BothBackends, MisalignedHostBuffersWorkWithODirect) {
 }
 
 TEST_P(BothBackends, RegisteredHostMemoryRoundTrips) {
+  KVO_SKIP_UNLESS_BACKEND(GetParam());
   TempDir dir;
   auto options    = small_store(dir.path(), 65536, 32);
   options.backend = GetParam();
@@ -227,6 +231,7 @@ TEST(BlockStore, CompletionDelayHoldsJobsPending) {
 // ---- restart ----
 
 TEST_P(BothBackends, PersistentStoreRecoversItsBlocksAfterReopen) {
+  KVO_SKIP_UNLESS_BACKEND(GetParam());
   TempDir a, b;
   auto options        = small_store(a.path(), 20000, 40, /*persistent=*/true);
   options.directories = {a.path(), b.path()};
@@ -448,6 +453,8 @@ TEST(BlockStore, BadOptionsThrowLogicError) {
   auto bad        = options;
   bad.block_bytes = 0;
   EXPECT_THROW(make_block_store(bad), logic_error);
+  bad.block_bytes = (std::size_t{1} << 30) + 1;
+  expect_contains(error_of<logic_error>([&] { make_block_store(bad); }), "above the limit");
   bad                = options;
   bad.capacity_bytes = 8192;
   expect_contains(error_of<logic_error>([&] { make_block_store(bad); }), "below one slot");

@@ -177,14 +177,20 @@ TEST(BlockStoreFaults, SecondStoreOnTheSameDirectoriesIsRefused) {
 
 TEST(BlockStoreFaults, IoUringForcedUnavailable) {
   TempDir dir;
-  auto options = small_store(dir.path(), 4096, 8);
+  auto options       = small_store(dir.path(), 4096, 8);
+  const char* before = std::getenv("KVOFFLOAD_DISABLE_IO_URING");
+  const std::string saved{before != nullptr ? before : ""};
   ::setenv("KVOFFLOAD_DISABLE_IO_URING", "1", 1);
   options.backend = IoBackend::kIoUring;
   const auto what = error_of<runtime_error>([&] { make_block_store(options); });
   expect_contains(what, "KVOFFLOAD_DISABLE_IO_URING");
   options.backend = IoBackend::kAuto;
   auto store      = make_block_store(options);
-  ::unsetenv("KVOFFLOAD_DISABLE_IO_URING");
+  if (before != nullptr) {
+    ::setenv("KVOFFLOAD_DISABLE_IO_URING", saved.c_str(), 1);
+  } else {
+    ::unsetenv("KVOFFLOAD_DISABLE_IO_URING");
+  }
   expect_contains(store->description(), "thread pool");
   HostBuffer host(4096);
   ASSERT_EQ(write_blocks(*store, {3}, {8}, host.data()).state, DiskJobState::kDone);

@@ -161,4 +161,30 @@ inline storage::BlockStoreOptions small_store(const fs::path& dir,
   return options;
 }
 
+/// Why a store cannot use io_uring here (empty when it can): liburing missing at build time, or
+/// a kernel or sandbox that refuses the ring. Checked once.
+inline const std::string& io_uring_unavailable_reason() {
+  static const std::string why = [] {
+    TempDir dir;
+    auto options    = small_store(dir.path(), 4096, 1);
+    options.backend = storage::IoBackend::kIoUring;
+    try {
+      (void)storage::make_block_store(options);
+      return std::string{};
+    } catch (const std::exception& e) {
+      return std::string{e.what()};
+    }
+  }();
+  return why;
+}
+
 }  // namespace kvoffload::testing
+
+/// Skip the current test when it asks for io_uring and this machine cannot give it.
+#define KVO_SKIP_UNLESS_BACKEND(backend)                                   \
+  do {                                                                     \
+    if ((backend) == ::kvoffload::storage::IoBackend::kIoUring &&          \
+        !::kvoffload::testing::io_uring_unavailable_reason().empty())      \
+      GTEST_SKIP() << "io_uring unavailable: "                             \
+                   << ::kvoffload::testing::io_uring_unavailable_reason(); \
+  } while (0)
