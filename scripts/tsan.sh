@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the host code with ThreadSanitizer (build-tsan/) and runs the concurrency tests: the
 # thread-safe wrapper (one mutex and sharded) and the async front end, stress tests included;
-# the host transfer engine's worker threads; the Offloader over the host engine; the disk block
-# store's I/O threads (BlockStore*: both back ends, crash and fault tests).
+# the host transfer engine's worker threads; the Offloader over the host engine (Offloader*,
+# TieredOffloader* and TieredOffloaderDisk*: host + disk on a fake and on the real store); the
+# disk block store's I/O threads (BlockStore*: both back ends, crash and fault tests).
 # A data race fails the run (halt_on_error). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

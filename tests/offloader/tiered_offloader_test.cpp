@@ -151,6 +151,33 @@ TEST(TieredOffloader, AStoreIntoADemotedBlocksSlotWaitsUntilTheDiskReadIt) {
   s.manager().check_invariants();
 }
 
+TEST(TieredOffloader, ADeferredStoreTheEngineRejectsIsReportedFailedAndAbandoned) {
+  HostDisk s{{.host_slots = 1, .hold = true}};
+  s.store_and_wait({1}, 0);
+  // The host engine rejects a wait_event, but only when the store reaches it: after the
+  // demotion of 1 has read the slot. store() itself returns a job.
+  testing::fill(s.block(1), 2, 0);
+  const StoreTicket ticket =
+      s.offloader->store(Hashes{2},
+                         std::vector<BlockId>{1},
+                         {.wait_event = reinterpret_cast<cudaEvent_t>(std::uintptr_t{1})});
+  ASSERT_EQ(ticket.outcome, StoreTicket::Outcome::kSubmitted);
+  s.store->release_all();
+  std::vector<FinishedJob> done;
+  while (done.empty())
+    done = s.offloader->poll();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].job, ticket.job);
+  EXPECT_FALSE(done[0].ok);
+  EXPECT_FALSE(done[0].error.empty());
+  EXPECT_EQ(s.offloader->lookup(Hashes{2}), 0u);
+  EXPECT_EQ(s.offloader->manager().stats().pending, 0u);
+  EXPECT_EQ(s.offloader->jobs_in_flight(), 0u);
+  EXPECT_EQ(s.lookup_after_disk({1}), 1u);  // the demotion itself went through
+  s.load_and_check({1}, 4);
+  s.manager().check_invariants();
+}
+
 TEST(TieredOffloader, WaitDrivesTheDiskForADeferredStore) {
   HostDisk s{{.host_slots = 1, .hold = true}};
   s.store_and_wait({1}, 0);
