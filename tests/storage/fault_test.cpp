@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <numeric>
@@ -52,6 +53,29 @@ TEST(BlockStoreFaults, NotEnoughSpaceAtOpenIsNamedAndLeavesNoFiles) {
   EXPECT_FALSE(fs::exists(dir / format::kMetaFileName));
   // A capacity that fits opens.
   EXPECT_NO_THROW(make_block_store(small_store(dir.path(), 1 << 20, 4)));
+}
+
+TEST(BlockStoreFaults, ODirectRefusedFallsBackToBufferedWithOneLogLine) {
+  TempDir dir;
+  std::string why;
+  // ramfs refuses O_DIRECT at open (EINVAL) and has no fallocate: both fallbacks run.
+  if (!dir.mount_fs("ramfs", "", 0, why)) GTEST_SKIP() << why;
+  auto options = small_store(dir.path(), 12288, 8);
+  ::testing::internal::CaptureStderr();
+  auto store        = make_block_store(options);
+  const auto logged = ::testing::internal::GetCapturedStderr();
+  expect_contains(logged, "O_DIRECT refused for " + (dir / format::kDataFileName).string());
+  EXPECT_EQ(std::count(logged.begin(), logged.end(), '\n'), 1) << logged;
+  expect_contains(store->description(), "buffered");
+  const std::vector<BlockId> slots{0, 5, 6};
+  const std::vector<BlockHash> hashes{11, 12, 13};
+  HostBuffer host(3 * 12288, 8);
+  ASSERT_EQ(write_blocks(*store, slots, hashes, host.data()).state, DiskJobState::kDone);
+  const auto status = read_blocks(*store, slots, hashes, host.data());
+  ASSERT_EQ(status.state, DiskJobState::kDone) << status.error;
+  EXPECT_TRUE(status.lost.empty());
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(block_matches(hashes[i], {host.data() + i * 12288, 12288}));
 }
 
 TEST(BlockStoreFaults, FullFileSystemFailsTheJobAndNothingElse) {

@@ -48,8 +48,13 @@ class TempDir {
   /// Mount a tmpfs of `options` (e.g. "size=8m") here; false (with errno's text in `why`) when
   /// mount(2) is not allowed.
   bool mount_tmpfs(const char* options, unsigned long flags, std::string& why) {
-    if (::mount("tmpfs", path_.c_str(), "tmpfs", flags, options) != 0) {
-      why = std::string{"mount -t tmpfs failed: "} + std::strerror(errno);
+    return mount_fs("tmpfs", options, flags, why);
+  }
+
+  /// Mount a file system of `type` (tmpfs, ramfs) here, like mount_tmpfs.
+  bool mount_fs(const char* type, const char* options, unsigned long flags, std::string& why) {
+    if (::mount(type, path_.c_str(), type, flags, options) != 0) {
+      why = std::string{"mount -t "} + type + " failed: " + std::strerror(errno);
       return false;
     }
     mounted_ = true;
