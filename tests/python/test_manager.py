@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import hashlib
 import threading
 import time
 
@@ -222,7 +223,9 @@ def test_a_full_cache_of_pinned_blocks_refuses_a_store():
 
 
 def _counter_progress_while(call):
-    """How far a pure-Python counter thread gets while `call` runs, against its rate alone."""
+    """How far a pure-Python counter thread gets while `call` runs, against its rate while the
+    main thread hashes a large buffer (hashlib releases the GIL for it): the same competition
+    for the CPU, with the GIL surely free."""
     count = 0
     stop = False
 
@@ -231,21 +234,23 @@ def _counter_progress_while(call):
         while not stop:
             count += 1
 
+    def rate_during(work):
+        before, start = count, time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - start
+        return (count - before) / elapsed, elapsed
+
+    data = b"x" * (64 << 20)
     thread = threading.Thread(target=counter)
     thread.start()
     try:
         time.sleep(0.05)  # warm up
-        before, start = count, time.perf_counter()
-        time.sleep(0.2)  # sleeping releases the GIL: the counter's rate alone
-        alone = (count - before) / (time.perf_counter() - start)
-        before, start = count, time.perf_counter()
-        call()
-        elapsed = time.perf_counter() - start
-        during = (count - before) / elapsed
+        baseline, _ = rate_during(lambda: hashlib.sha256(data).digest())
+        during, elapsed = rate_during(call)
     finally:
         stop = True
         thread.join()
-    return during / alone, elapsed
+    return during / baseline, elapsed
 
 
 def test_batched_calls_release_the_gil():
@@ -253,17 +258,20 @@ def test_batched_calls_release_the_gil():
     m = make_manager("lru", n)
     base = array.array("Q", range(n))
     store(m, base)
-    repeats = 4
-    for _ in range(6):  # a call long enough (0.2 s or more) to dwarf a 5 ms switch interval
+    repeats, best = 4, 0.0
+    for _ in range(8):
         batch = base * repeats
         ratio, elapsed = _counter_progress_while(lambda: m.touch(batch))
-        if elapsed >= 0.2:
+        if elapsed < 0.2:  # a call long enough to dwarf a 5 ms switch interval
+            repeats *= 2
+            continue
+        best = max(best, ratio)
+        if best > 0.3:
             break
-        repeats *= 2
-    assert elapsed >= 0.2
     # Holding the GIL, the counter could run only before the call began (one 5 ms switch
-    # interval at most, under 5% of the call); released, it runs at its own rate throughout.
-    assert ratio > 0.3, f"the counter ran at {ratio:.0%} of its rate during a {elapsed:.2f} s call"
+    # interval at most: under 5% of the call, in every try); released, it runs at about the
+    # rate it has beside a GIL-free hash. The best of a few tries rides out load spikes.
+    assert best > 0.3, f"the counter ran at {best:.0%} of its GIL-free rate during the calls"
 
 
 def test_threads_share_one_manager_safely():
