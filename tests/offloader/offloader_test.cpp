@@ -35,7 +35,8 @@ using Outcome = StoreTicket::Outcome;
 
 using testing::expect_contains;
 
-// Jobs stay pending until finish(); submit() throws while `reject` is set.
+// Jobs stay pending until finish(); submit() throws while `reject` is set. Its ids start at
+// 1001, far from the Offloader's own job ids, so a test cannot pass by confusing the two.
 class ScriptedEngine final : public TransferEngine {
  public:
   ScriptedEngine(const KvLayout& layout, const HostSlots& host) : layout_{layout}, host_{host} {}
@@ -44,6 +45,7 @@ class ScriptedEngine final : public TransferEngine {
     KVO_EXPECTS(!reject, "scripted rejection");
     requests.push_back(request);
     states_[next_] = {JobState::kPending, transfer::Method::kStaged, ""};
+    submitted_.push_back(next_);
     return next_++;
   }
   JobStatus poll(JobId id) override {
@@ -70,6 +72,9 @@ class ScriptedEngine final : public TransferEngine {
   const KvLayout& layout() const noexcept override { return layout_; }
   const HostSlots& host_slots() const noexcept override { return host_; }
 
+  /// The engine's id of the job submitted last.
+  [[nodiscard]] JobId last() const { return submitted_.back(); }
+  void finish_last(bool ok) { finish(last(), ok); }
   void finish(JobId id, bool ok) {
     states_.at(id) = {ok ? JobState::kDone : JobState::kFailed,
                       transfer::Method::kStaged,
@@ -84,7 +89,8 @@ class ScriptedEngine final : public TransferEngine {
   KvLayout layout_;
   HostSlots host_;
   std::map<JobId, JobStatus> states_;
-  JobId next_{1};
+  std::vector<JobId> submitted_;
+  JobId next_{1001};
 };
 
 // An LRU manager whose next complete_store throws (without changing anything) when armed.
@@ -164,7 +170,7 @@ TEST(Offloader, StoredBlocksAreNoHitUntilTheirJobIsReported) {
   EXPECT_EQ(s.offloader->lookup(hashes), 0U);
   EXPECT_EQ(s.stats().pending, 3U);
 
-  s.engine->finish(ticket.job, true);
+  s.engine->finish_last(true);
   EXPECT_EQ(s.offloader->lookup(hashes), 0U) << "confirmed only when poll() reports it";
   const std::vector<FinishedJob> done = s.offloader->poll();
   ASSERT_EQ(done.size(), 1U);
@@ -181,7 +187,7 @@ TEST(Offloader, AFailedStoreDropsItsBlocksAndSaysWhy) {
   Scripted s{8};
   const std::vector<BlockHash> hashes{21, 22};
   const StoreTicket ticket = s.offloader->store(hashes, ids({0, 1}));
-  s.engine->finish(ticket.job, false);
+  s.engine->finish_last(false);
   const std::vector<FinishedJob> done = s.offloader->poll();
   ASSERT_EQ(done.size(), 1U);
   EXPECT_FALSE(done[0].ok);
@@ -196,10 +202,12 @@ TEST(Offloader, AFailedStoreDropsItsBlocksAndSaysWhy) {
 TEST(Offloader, LoadedBlocksStayPinnedUntilTheLoadIsReported) {
   Scripted s{2};
   const std::vector<BlockHash> kept{1, 2};
-  s.engine->finish(s.offloader->store(kept, ids({0, 1})).job, true);
+  (void)s.offloader->store(kept, ids({0, 1}));
+  s.engine->finish_last(true);
   ASSERT_EQ(s.offloader->poll().size(), 1U);
 
-  const JobId load = s.offloader->load(kept, ids({9, 10})).value();
+  const JobId load           = s.offloader->load(kept, ids({9, 10})).value();
+  const JobId load_in_engine = s.engine->last();
   EXPECT_EQ(s.engine->requests.back().direction, Direction::kLoad);
   EXPECT_EQ(s.engine->requests.back().gpu_blocks, ids({9, 10}));
   EXPECT_EQ(s.stats().pinned, 2U);
@@ -207,9 +215,10 @@ TEST(Offloader, LoadedBlocksStayPinnedUntilTheLoadIsReported) {
   EXPECT_EQ(s.offloader->store(std::vector<BlockHash>{3}, ids({4})).outcome, Outcome::kNoRoom);
   EXPECT_EQ(s.engine->requests.size(), 2U) << "no job for a store without room";
 
-  s.engine->finish(load, true);
+  s.engine->finish(load_in_engine, true);
   const std::vector<FinishedJob> done = s.offloader->poll();
   ASSERT_EQ(done.size(), 1U);
+  EXPECT_EQ(done[0].job, load);
   EXPECT_EQ(done[0].direction, Direction::kLoad);
   EXPECT_EQ(s.stats().pinned, 0U);
   const StoreTicket now = s.offloader->store(std::vector<BlockHash>{3}, ids({4}));
@@ -220,10 +229,11 @@ TEST(Offloader, LoadedBlocksStayPinnedUntilTheLoadIsReported) {
 TEST(Offloader, AFailedLoadStillUnpins) {
   Scripted s{4};
   const std::vector<BlockHash> hashes{7};
-  s.engine->finish(s.offloader->store(hashes, ids({0})).job, true);
+  (void)s.offloader->store(hashes, ids({0}));
+  s.engine->finish_last(true);
   (void)s.offloader->poll();
   const JobId load = s.offloader->load(hashes, ids({3})).value();
-  s.engine->finish(load, false);
+  s.engine->finish_last(false);
   const FinishedJob done = s.offloader->wait(load);
   EXPECT_FALSE(done.ok);
   EXPECT_EQ(s.stats().pinned, 0U);
@@ -246,7 +256,8 @@ TEST(Offloader, ARejectedStoreLeavesNothingPending) {
 TEST(Offloader, ARejectedLoadDropsItsPins) {
   Scripted s{4};
   const std::vector<BlockHash> hashes{1, 2};
-  s.engine->finish(s.offloader->store(hashes, ids({0, 1})).job, true);
+  (void)s.offloader->store(hashes, ids({0, 1}));
+  s.engine->finish_last(true);
   (void)s.offloader->poll();
   s.engine->reject = true;
   EXPECT_THROW((void)s.offloader->load(hashes, ids({2, 3})), logic_error);
@@ -285,7 +296,8 @@ TEST(Offloader, EachStoredHashTakesItsOwnGpuBlocks) {
   // k = 2; hash 2 is present already and 1 is repeated: the job copies 1 (its first
   // position's blocks) and 3.
   Scripted s{8, "lru", /*k=*/2};
-  s.engine->finish(s.offloader->store(std::vector<BlockHash>{2}, ids({20, 21})).job, true);
+  (void)s.offloader->store(std::vector<BlockHash>{2}, ids({20, 21}));
+  s.engine->finish_last(true);
   (void)s.offloader->poll();
   const std::vector<BlockHash> hashes{1, 2, 1, 3};
   const StoreTicket t = s.offloader->store(hashes, ids({10, 11, 12, 13, 14, 15, 16, 17}));
@@ -319,11 +331,13 @@ TEST(Offloader, PresentBlocksNeedNoJob) {
 
 TEST(Offloader, JobsAreReportedOnceOldestFirst) {
   Scripted s{8};
-  const JobId a = s.offloader->store(std::vector<BlockHash>{1}, ids({0})).job;
-  const JobId b = s.offloader->store(std::vector<BlockHash>{2}, ids({1})).job;
-  const JobId c = s.offloader->store(std::vector<BlockHash>{3}, ids({2})).job;
-  s.engine->finish(c, true);
-  s.engine->finish(a, true);
+  const JobId a        = s.offloader->store(std::vector<BlockHash>{1}, ids({0})).job;
+  const JobId a_engine = s.engine->last();
+  const JobId b        = s.offloader->store(std::vector<BlockHash>{2}, ids({1})).job;
+  const JobId b_engine = s.engine->last();
+  const JobId c        = s.offloader->store(std::vector<BlockHash>{3}, ids({2})).job;
+  s.engine->finish_last(true);  // c
+  s.engine->finish(a_engine, true);
   const std::vector<FinishedJob> done = s.offloader->poll();
   ASSERT_EQ(done.size(), 2U);
   EXPECT_EQ(done[0].job, a);
@@ -332,7 +346,8 @@ TEST(Offloader, JobsAreReportedOnceOldestFirst) {
   EXPECT_THROW((void)s.offloader->completion_events(a), logic_error);
   const std::vector<cudaEvent_t> events = s.offloader->completion_events(b);
   ASSERT_EQ(events.size(), 1U);
-  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(events[0]), b) << "the engine's events, forwarded";
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(events[0]), b_engine)
+      << "the engine's events of b's job, forwarded";
   const std::vector<FinishedJob> rest = s.offloader->wait_all();
   ASSERT_EQ(rest.size(), 1U);
   EXPECT_EQ(rest[0].job, b);
@@ -362,15 +377,16 @@ TEST(Offloader, AnEmptyLoadIsNothingToDo) {
 TEST(Offloader, ARepeatedHashIsPinnedPerOccurrenceAndReleasedOnce) {
   Scripted s{4};
   const std::vector<BlockHash> one{8};
-  s.engine->finish(s.offloader->store(one, ids({0})).job, true);
+  (void)s.offloader->store(one, ids({0}));
+  s.engine->finish_last(true);
   (void)s.offloader->poll();
-  const JobId load         = s.offloader->load(std::vector<BlockHash>{8, 8}, ids({1, 2})).value();
+  (void)s.offloader->load(std::vector<BlockHash>{8, 8}, ids({1, 2})).value();
   const TransferRequest& r = s.engine->requests.back();
   ASSERT_EQ(r.host_slots.size(), 2U);
   EXPECT_EQ(r.host_slots[0], r.host_slots[1]);
   EXPECT_EQ(r.gpu_blocks, ids({1, 2}));
   EXPECT_EQ(s.stats().pinned, 1U);
-  s.engine->finish(load, true);
+  s.engine->finish_last(true);
   ASSERT_EQ(s.offloader->poll().size(), 1U);
   EXPECT_EQ(s.stats().pinned, 0U) << "both references released";
   EXPECT_EQ(s.stats().evictable, 1U);
@@ -378,7 +394,8 @@ TEST(Offloader, ARepeatedHashIsPinnedPerOccurrenceAndReleasedOnce) {
 
 TEST(Offloader, TheTicketNamesTheEvictedBlocks) {
   Scripted s{2};
-  s.engine->finish(s.offloader->store(std::vector<BlockHash>{1, 2}, ids({0, 1})).job, true);
+  (void)s.offloader->store(std::vector<BlockHash>{1, 2}, ids({0, 1}));
+  s.engine->finish_last(true);
   (void)s.offloader->poll();
   s.offloader->touch(std::vector<BlockHash>{1, 2});  // the first ends most recent: 2 leaves
   const StoreTicket t = s.offloader->store(std::vector<BlockHash>{3}, ids({2}));
@@ -397,7 +414,7 @@ TEST(Offloader, AManagerThatThrowsOnConfirmLosesNoReport) {
   Offloader offloader{std::move(flaky_owned), std::move(engine_owned)};
   const std::vector<BlockHash> hashes{4, 5};
   const JobId job = offloader.store(hashes, ids({0, 1})).job;
-  engine->finish(job, true);
+  engine->finish_last(true);
   flaky->armed = true;
   EXPECT_THROW((void)offloader.poll(), std::runtime_error);
   EXPECT_EQ(offloader.jobs_in_flight(), 1U) << "the job waits to be confirmed again";
