@@ -95,9 +95,8 @@ TEST_P(RoundTrip, RandomBlocksComeBackByteForByte) {
 
 std::string round_trip_name(const ::testing::TestParamInfo<RoundTripParam>& info) {
   const auto [backend, block, depth, direct, dirs] = info.param;
-  return std::string{backend == IoBackend::kIoUring ? "uring" : "pool"} + "_b" +
-         std::to_string(block) + "_q" + std::to_string(depth) + (direct ? "_direct" : "_buffered") +
-         "_d" + std::to_string(dirs);
+  return std::string{backend_name(backend)} + "_b" + std::to_string(block) + "_q" +
+         std::to_string(depth) + (direct ? "_direct" : "_buffered") + "_d" + std::to_string(dirs);
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockStore,
@@ -117,9 +116,7 @@ class BothBackends : public ::testing::TestWithParam<IoBackend> {};
 INSTANTIATE_TEST_SUITE_P(BlockStore,
                          BothBackends,
                          ::testing::Values(IoBackend::kThreadPool, IoBackend::kIoUring),
-                         [](const auto& info) {
-                           return info.param == IoBackend::kIoUring ? "uring" : "pool";
-                         });
+                         [](const auto& info) { return std::string{backend_name(info.param)}; });
 
 TEST_P(BothBackends, AdjacentSlotsInContiguousMemoryMergeIntoOneIo) {
   KVO_SKIP_UNLESS_BACKEND(GetParam());

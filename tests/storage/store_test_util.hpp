@@ -15,12 +15,32 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <ostream>
 #include <span>
 #include <string>
 #include <vector>
 
 #include <sys/mount.h>
 #include <unistd.h>
+
+namespace kvoffload::storage {
+/// The back end's short name, for test names and for GoogleTest's parameter printing (without
+/// it, a failure prints the enum as "1-byte object <01>").
+inline const char* backend_name(IoBackend backend) {
+  switch (backend) {
+    case IoBackend::kIoUring:
+      return "uring";
+    case IoBackend::kThreadPool:
+      return "pool";
+    case IoBackend::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+inline void PrintTo(IoBackend backend, std::ostream* os) {
+  *os << backend_name(backend);
+}
+}  // namespace kvoffload::storage
 
 namespace kvoffload::testing {
 
