@@ -441,6 +441,23 @@ int run_host_and_disk(const OffloadOptions& options,
   std::printf(
       "GB/s = bytes moved per second of the replay's wall time (both halves, pattern "
       "writing and checking subtracted), not per second of busy medium.\n");
+  if (!options.json.empty()) {
+    std::ofstream out{options.json};
+    out << "{\"device\": \"" << json_escape(gpu ? offloader->engine().description() : "host engine")
+        << "\", \"host_fallback\": " << (gpu ? "false" : "true") << ", \"policy\": \""
+        << json_escape(spec) << "\", \"slots\": " << host_slots
+        << ", \"disk_slots\": " << store.num_slots() << ", \"block_bytes\": " << block
+        << ", \"requests\": " << requests << ", \"references\": " << refs
+        << ", \"blocks_loaded\": " << loaded << ", \"hit_rate\": " << double(loaded) / double(refs)
+        << ", \"host_hits\": " << first.host_hits + second.host_hits
+        << ", \"disk_hits\": " << first.disk_hits + second.disk_hits
+        << ", \"demotions\": " << st.demotions << ", \"promotions\": " << st.promotions
+        << ", \"blocks_wrong\": " << wrong << ", \"jobs_failed\": " << failed
+        << ", \"wall_seconds\": " << moving << ", \"ceiling_gbs_store\": " << d2h
+        << ", \"ceiling_gbs_load\": " << h2d << "}\n";
+    if (!out) throw std::runtime_error("cannot write " + options.json);
+    std::printf("wrote %s\n", options.json.c_str());
+  }
   int status = failed == 0 && wrong == 0 ? 0 : 1;
   if (options.restart) {
     // The first half on a persistent store; that Offloader then ends (host memory gone, the
