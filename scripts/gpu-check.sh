@@ -66,6 +66,14 @@ if grep -q "SKIPPED" "$LOG/gpu_tests.log"; then
   echo "GPU tests were skipped on a GPU machine: failing"; status=1
 fi
 tail -3 "$LOG/gpu_tests.log"
+# GPU -> host -> disk -> host -> GPU through a host + disk Offloader; must run, never skip.
+step "GPU test: TieredOffloaderGpu (host + disk Offloader on the CUDA engine)"
+limited 60 "$BUILD/tests/offloader/offloader_tests" --gtest_brief=1 \
+  --gtest_filter='TieredOffloaderGpu.*' > "$LOG/gpu_disk_tier.log" 2>&1 || status=1
+if grep -q "SKIPPED" "$LOG/gpu_disk_tier.log" || ! grep -q "PASSED  \] 1 test" "$LOG/gpu_disk_tier.log"; then
+  echo "TieredOffloaderGpu did not pass on a GPU machine: failing"; status=1
+fi
+tail -2 "$LOG/gpu_disk_tier.log"
 pack
 
 step "kvoffload-bench transfer"
@@ -112,6 +120,9 @@ passed = re.findall(r"\[  PASSED  \] (\d+) test", gt)
 failed = re.findall(r"(\d+) FAILED TEST", gt)
 print(f"{'check':58} {'result':>22}  target")
 print(f"{'GPU tests passed / failed / skipped':58} {(passed or ['0'])[0]:>10} / {(failed or ['0'])[0]} / {'yes' if 'SKIPPED' in gt else '0':>3}   all pass")
+dt = log("gpu_disk_tier.log")
+dt_result = "passed" if re.search(r"PASSED  \] 1 test", dt) and "SKIPPED" not in dt else ("skipped" if "SKIPPED" in dt else "FAILED or not run")
+print(f"{'TieredOffloaderGpu (GPU -> host -> disk -> host -> GPU)':58} {dt_result:>22}  passed")
 alone = log("gpu_alone.log")
 m = re.search(r"exit (\d+)", alone)
 print(f"{'APendingPollDoesNotFailTheNextSubmit alone (124 = hung)':58} {('exit ' + m.group(1)) if m else 'n/a':>22}  exit 0")
