@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace kvoffload {
@@ -107,6 +108,17 @@ struct HostDisk {
     (void)offloader->wait_all();
     return offloader->lookup(hashes).value_or(999);
   }
+  // poll() until a report comes, without blocking in the Offloader (a deferred store must be
+  // started by poll() alone); a bounded number of tries, so a bug fails instead of hanging.
+  std::vector<FinishedJob> poll_until_reported() {
+    for (int attempt = 0; attempt < 100'000; ++attempt) {
+      std::vector<FinishedJob> done = offloader->poll();
+      if (!done.empty()) return done;
+      std::this_thread::yield();
+    }
+    ADD_FAILURE() << "poll() reported nothing in 100,000 calls";
+    return {};
+  }
   [[nodiscard]] const TieredOffloadingManager& manager() const {
     return dynamic_cast<const TieredOffloadingManager&>(offloader->manager());
   }
@@ -130,9 +142,7 @@ TEST(TieredOffloader, AStoreIntoADemotedBlocksSlotWaitsUntilTheDiskReadIt) {
   EXPECT_EQ(s.store->writes_submitted, 1);
   EXPECT_TRUE(s.offloader->poll().empty()) << "the store ran before its demotion";
   s.store->release_all();
-  std::vector<FinishedJob> done;
-  while (done.empty())
-    done = s.offloader->poll();
+  const std::vector<FinishedJob> done = s.poll_until_reported();
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].job, ticket.job);
   EXPECT_TRUE(done[0].ok);
@@ -163,9 +173,7 @@ TEST(TieredOffloader, ADeferredStoreTheEngineRejectsIsReportedFailedAndAbandoned
                          {.wait_event = reinterpret_cast<cudaEvent_t>(std::uintptr_t{1})});
   ASSERT_EQ(ticket.outcome, StoreTicket::Outcome::kSubmitted);
   s.store->release_all();
-  std::vector<FinishedJob> done;
-  while (done.empty())
-    done = s.offloader->poll();
+  const std::vector<FinishedJob> done = s.poll_until_reported();
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].job, ticket.job);
   EXPECT_FALSE(done[0].ok);
