@@ -17,6 +17,9 @@ ctest --test-dir build --output-on-failure -j"$JOBS"
 echo "== Python package: pip install . into a venv, then pytest tests/python"
 KVOFFLOAD_REPLAY="$PWD/build/bench/kvoffload-replay" scripts/python-test.sh
 
+echo "== vLLM integration: our eviction policies inside vllm==0.33.0 (cached venv)"
+scripts/vllm-test.sh
+
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build: build-asan/"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVOFFLOAD_SANITIZE=address,undefined -DKVOFFLOAD_BUILD_TESTS=ON -DKVOFFLOAD_BUILD_BENCH=OFF \
