@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds kvoffload and runs every test: the release build (all tests; GPU tests skip without a
 # device), the Python package's tests (scripts/python-test.sh: pip install . in a venv, pytest),
+# the vLLM integration tests (scripts/vllm-test.sh: vllm==0.33.0 in a cached venv),
 # then the host tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
 # concurrency tests under ThreadSanitizer. Exits non-zero on any failure.
 set -euo pipefail
