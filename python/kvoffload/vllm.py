@@ -19,9 +19,12 @@ How vLLM's calls map onto the kvoffload manager:
 - ``evict(n, protected)``: first chunks vLLM holds but kvoffload does not ("unmanaged": declined
   by density's admission, dropped by the kvoffload manager, or colliding), oldest first; then
   the victims of a kvoffload ``prepare_store`` of the keys about to be stored (the protected
-  ready keys named in it, so it never picks them). All or nothing: when fewer than ``n``
-  victims exist, the kvoffload allocation is rolled back, whatever it evicted becomes
-  unmanaged (vLLM still holds the bytes), and ``None`` is returned with vLLM's state untouched.
+  ready keys named in it, so it never picks them); when no store miss was announced (a retried
+  store), placeholder hashes stored and dropped at once make it choose. All or nothing: when
+  fewer than ``n`` victims exist (including when its admission declined keys it would have to
+  evict for), the kvoffload allocation is rolled back, whatever it evicted becomes unmanaged
+  (vLLM still holds the bytes), ``evictions_refused`` counts it, and ``None`` is returned with
+  vLLM's state untouched, so vLLM skips that store.
 
 Keys: vLLM's ``OffloadKey`` is bytes (block hash plus group index); ints are accepted too. The
 64-bit hash given to the C++ manager is derived from the full key (BLAKE2b, 8 bytes). Chunks are
@@ -115,6 +118,7 @@ class KvoffloadCachePolicy(CachePolicy):
         self._preadmitted: dict[bytes, int] = {}  # allocated by evict(), awaiting insert()
         self._filler_seed = 0
         self.collisions = 0
+        self.evictions_refused = 0
         self.collision_misses = 0
 
     # --- helpers ---
@@ -322,6 +326,7 @@ class KvoffloadCachePolicy(CachePolicy):
                     self._manager.complete_store(admitted, False)
                     for h in admitted:
                         self._preadmitted.pop(self._owner.pop(h), None)
+                self.evictions_refused += 1
                 return None
         result = []
         for key in victims:

@@ -157,6 +157,7 @@ def test_a_refused_evict_keeps_the_victims_it_had_picked(monkeypatch):
     before = {k: policy.get(k) for k in keys}
     # keys[3] (unmanaged) and keys[0] are the only evictable, unprotected chunks.
     assert policy.evict(3, {keys[2]}) is None
+    assert policy.evictions_refused == 1
     assert {k: policy.get(k) for k in keys} == before
     evicted = policy.evict(2, {keys[2]})
     assert sorted(k for k, _ in evicted) == sorted([keys[0], keys[3]])
