@@ -5,13 +5,13 @@
 # failure, when vLLM is not 0.33.0, and when pytest collects or runs no test (a skipped module
 # counts as a failure here: this script exists so that it never skips).
 #   PYTHON=python3                                  the interpreter the venv is made from
-#   KVOFFLOAD_VLLM_VENV=/root/.cache/kvoffload-vllm-venv  the cached venv
+#   KVOFFLOAD_VLLM_VENV=$HOME/.cache/kvoffload-vllm-venv  the cached venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 python="${PYTHON:-python3}"
-venv="${KVOFFLOAD_VLLM_VENV:-/root/.cache/kvoffload-vllm-venv}"
+venv="${KVOFFLOAD_VLLM_VENV:-$HOME/.cache/kvoffload-vllm-venv}"
 vllm_version=0.33.0
 if [ -d "$venv" ] && ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
   echo "kvoffload: $venv is broken; recreating it"
