@@ -2,8 +2,8 @@
 // One table of the transfer engine's figures, each next to the ceiling measured in the same
 // run. Without a CUDA device (or with --cpu) it runs the host engine and says so.
 // kvoffload-bench offload [...]: a request trace end to end through an Offloader (see usage).
-#include "disk/disk_bench.hpp"
 #include "cli_message.hpp"
+#include "disk/disk_bench.hpp"
 #include "offload_bench.hpp"
 #include "replay/trace.hpp"
 #include "report.hpp"
@@ -84,8 +84,8 @@ const char* const kUsage =
     "usage: %s transfer [--json FILE] [--quick] [--pin-gib N] [--device N] [--cpu]\n"
     "       %s offload [--trace FILE] [--policy SPEC] [--capacity N|P%%] [--layers L]\n"
     "                  [--page BYTES] [--requests N] [--json FILE] [--quick] [--device N] [--cpu]\n"
-    "                  [--disk DIR [--disk-capacity N|P%%] [--max-disk-jobs N] [--disk-delay-us N]\n"
-    "                   [--disk-buffered] [--restart]]\n"
+    "                  [--disk DIR [--disk-capacity N|P%%] [--max-disk-jobs N]\n"
+    "                   [--disk-delay-us N] [--disk-buffered] [--restart]]\n"
     "       %s disk [--dir DIR] [--quick] [--mib N] [--reps N]\n"
     "  transfer: the engine's bandwidth, latency, SM budget, interference and pinning figures\n"
     "  offload:  a request trace end to end through an Offloader (default: the bundled\n"
@@ -152,10 +152,10 @@ int offload_main(int argc, char** argv) {
   try {
     return kvoffload::bench::run_offload_bench(options);
   } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "kvoffload-bench offload: %s\n",
-                 kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment())
-                     .c_str());
+    std::fprintf(
+        stderr,
+        "kvoffload-bench offload: %s\n",
+        kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment()).c_str());
     return 1;
   }
 }
@@ -215,10 +215,10 @@ int main(int argc, char** argv) {
       std::printf("\nwrote %s\n", json.c_str());
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "kvoffload-bench: %s\n",
-                 kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment())
-                     .c_str());
+    std::fprintf(
+        stderr,
+        "kvoffload-bench: %s\n",
+        kvoffload::cli::error_text(e.what(), kvoffload::cli::debug_from_environment()).c_str());
     return 1;
   }
   return 0;

@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <ostream>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <span>
 #include <string>

@@ -195,7 +195,7 @@ TEST(TieredOffloaderDisk, ARecreatedOffloaderFindsTheDiskBlocksReady) {
   EXPECT_EQ(events[0].medium, Medium::kDisk);
   EXPECT_FALSE(events[0].removed);
   EXPECT_EQ(events[0].block_hashes.size(), 3u);
-  EXPECT_EQ(o->lookup(Hashes{4}), 0u);  // it was on the host: gone with the process
+  EXPECT_EQ(o->lookup(Hashes{4}), 0u);     // it was on the host: gone with the process
   d.bring_back_and_check(*o, {1, 2}, 10);  // two host slots: two at a time
   d.bring_back_and_check(*o, {3}, 12);
 }
