@@ -112,7 +112,18 @@ INSTANTIATE_TEST_SUITE_P(BlockStore,
                                             ::testing::Values(std::size_t{1}, std::size_t{3})),
                          round_trip_name);
 
-class BothBackends : public ::testing::TestWithParam<IoBackend> {};
+class BothBackends : public ::testing::TestWithParam<IoBackend> {
+ protected:
+  // A small store of `slots` blocks on this case's back end, in a directory of its own.
+  std::unique_ptr<BlockStore> open_store(std::size_t block_bytes, std::size_t slots) {
+    auto options    = small_store(dir_.path(), block_bytes, slots);
+    options.backend = GetParam();
+    return make_block_store(options);
+  }
+
+ private:
+  TempDir dir_;
+};
 INSTANTIATE_TEST_SUITE_P(BlockStore,
                          BothBackends,
                          ::testing::Values(IoBackend::kThreadPool, IoBackend::kIoUring),
@@ -120,10 +131,7 @@ INSTANTIATE_TEST_SUITE_P(BlockStore,
 
 TEST_P(BothBackends, AdjacentSlotsInContiguousMemoryMergeIntoOneIo) {
   KVO_SKIP_UNLESS_BACKEND(GetParam());
-  TempDir dir;
-  auto options    = small_store(dir.path(), 16384, 64);
-  options.backend = GetParam();
-  auto store      = make_block_store(options);
+  auto store = open_store(16384, 64);
   HostBuffer host(16 * 16384);
   std::vector<BlockId> run(16);
   std::iota(run.begin(), run.end(), BlockId{10});  // slots 10..25, host blocks 0..15
@@ -146,10 +154,7 @@ TEST_P(BothBackends, AdjacentSlotsInContiguousMemoryMergeIntoOneIo) {
 
 TEST_P(BothBackends, MisalignedHostBuffersWorkWithODirect) {
   KVO_SKIP_UNLESS_BACKEND(GetParam());
-  TempDir dir;
-  auto options    = small_store(dir.path(), 8192, 16);
-  options.backend = GetParam();
-  auto store      = make_block_store(options);
+  auto store = open_store(8192, 16);
   HostBuffer host(4 * 8192, 24), back(4 * 8192, 40);
   const std::vector<BlockId> slots{0, 1, 2, 3};
   const auto hashes = fresh_hashes(4, 5);
@@ -162,10 +167,7 @@ TEST_P(BothBackends, MisalignedHostBuffersWorkWithODirect) {
 
 TEST_P(BothBackends, RegisteredHostMemoryRoundTrips) {
   KVO_SKIP_UNLESS_BACKEND(GetParam());
-  TempDir dir;
-  auto options    = small_store(dir.path(), 65536, 32);
-  options.backend = GetParam();
-  auto store      = make_block_store(options);
+  auto store = open_store(65536, 32);
   HostBuffer pool(32 * 65536);
   store->register_host_memory({pool.data(), pool.size()});
   if (GetParam() == IoBackend::kIoUring) expect_contains(store->description(), "fixed buffer");
