@@ -57,11 +57,21 @@ with the transfer engine (the CUDA engine on a GPU, else the host engine): ``sto
 hash and GPU block ids, ``poll``/``wait`` for finished jobs. GPU addresses (``tensor.data_ptr()``)
 and CUDA events are passed as ints; the memory must outlive the Offloader.
 
+The disk tier: ``BlockStore(directories, block_bytes, capacity_bytes, persistent=True)`` keeps
+fixed-size blocks in preallocated files (O_DIRECT and io_uring where available, CRC32C checked on
+every read, recovered after a restart); ``submit_write``/``submit_read`` take disk slots, hashes
+and a buffer (e.g. a memoryview of host memory) with the buffer slot of each block, and
+``poll``/``wait`` report each job once. Inside vLLM, :mod:`kvoffload.vllm` offers it as a
+``secondary_tiers`` entry (``KvoffloadDiskTier``).
+
 Trace replay: :mod:`kvoffload.replay` reads Mooncake JSONL traces with the C++ reader of
 ``kvoffload-replay`` and runs its reference replay, to check a Python-driven replay against it.
 """
 
 from ._kvoffload import (
+    BlockStore,
+    DiskJobState,
+    DiskJobStatus,
     LoadStoreSpec,
     LogicError,
     Manager,
@@ -88,6 +98,9 @@ from ._kvoffload import (
 from . import replay
 
 __all__ = [
+    "BlockStore",
+    "DiskJobState",
+    "DiskJobStatus",
     "LoadStoreSpec",
     "FinishedJob",
     "LogicError",

@@ -60,5 +60,6 @@ void bind_types(nanobind::module_& m);
 void bind_manager(nanobind::module_& m);
 void bind_replay(nanobind::module_& m);
 void bind_offloader(nanobind::module_& m);
+void bind_storage(nanobind::module_& m);
 
 }  // namespace kvoffload::python

@@ -23,4 +23,5 @@ NB_MODULE(_kvoffload, m) {
   kvoffload::python::bind_manager(m);
   kvoffload::python::bind_replay(m);
   kvoffload::python::bind_offloader(m);
+  kvoffload::python::bind_storage(m);
 }
