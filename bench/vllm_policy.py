@@ -27,9 +27,10 @@ TOKENS_PER_BLOCK = 16  # the engine's block size; only the key positions depend 
 KV_BYTES_PER_BLOCK = 4096  # one worker's KV bytes per block; the chunk count is what matters
 
 
-def vllm_manager(num_chunks: int, policy: str, module_path: str | None = None):
-    """vLLM's CPUOffloadingManager as CPUOffloadingSpec builds it from kv_connector_extra_config
-    ``{"cpu_bytes_to_use": ..., "eviction_policy": policy, "cache_policy_module_path": ...}``."""
+def offloading_config(extra: dict, engine_id: str = "kvoffload-bench",
+                      kv_bytes_per_block: int = KV_BYTES_PER_BLOCK):
+    """The OffloadingConfig vLLM's connector builds, with ``extra`` as kv_connector_extra_config
+    (one worker, one KV group, one block per chunk)."""
     from vllm.v1.kv_offload.config import (
         OffloadingCacheConfig,
         OffloadingConfig,
@@ -37,17 +38,13 @@ def vllm_manager(num_chunks: int, policy: str, module_path: str | None = None):
         OffloadingModelConfig,
         OffloadingParallelConfig,
     )
-    from vllm.v1.kv_offload.cpu.spec import CPUOffloadingSpec
 
-    extra = {"cpu_bytes_to_use": num_chunks * KV_BYTES_PER_BLOCK, "eviction_policy": policy}
-    if module_path is not None:
-        extra["cache_policy_module_path"] = module_path
-    config = OffloadingConfig(
+    return OffloadingConfig(
         groups=(OffloadingGroupConfig(TOKENS_PER_BLOCK, ("layer.0",), 0),),
-        worker_kv_bytes_per_block=KV_BYTES_PER_BLOCK,
+        worker_kv_bytes_per_block=kv_bytes_per_block,
         enable_kv_cache_events=False,
         extra_config=extra,
-        engine_id="kvoffload-bench",
+        engine_id=engine_id,
         model=OffloadingModelConfig(name="mooncake-trace", dtype="float16"),
         cache=OffloadingCacheConfig(tokens_per_hash=TOKENS_PER_BLOCK, blocks_per_chunk=1),
         parallel=OffloadingParallelConfig(
@@ -56,10 +53,39 @@ def vllm_manager(num_chunks: int, policy: str, module_path: str | None = None):
             is_parallelism_agnostic=True,
         ),
     )
-    spec = CPUOffloadingSpec(config)
+
+
+def vllm_manager(num_chunks: int, policy: str, module_path: str | None = None):
+    """vLLM's CPUOffloadingManager as CPUOffloadingSpec builds it from kv_connector_extra_config
+    ``{"cpu_bytes_to_use": ..., "eviction_policy": policy, "cache_policy_module_path": ...}``."""
+    from vllm.v1.kv_offload.cpu.spec import CPUOffloadingSpec
+
+    extra = {"cpu_bytes_to_use": num_chunks * KV_BYTES_PER_BLOCK, "eviction_policy": policy}
+    if module_path is not None:
+        extra["cache_policy_module_path"] = module_path
+    spec = CPUOffloadingSpec(offloading_config(extra))
     if spec.num_chunks != num_chunks:
         raise RuntimeError(f"the spec made {spec.num_chunks} chunks, not {num_chunks}")
     return spec.get_manager()
+
+
+def vllm_tiering_spec(num_chunks: int, secondary_tiers: list, engine_id: str,
+                      kv_bytes_per_block: int = KV_BYTES_PER_BLOCK, policy: str = "lru"):
+    """vLLM's TieringOffloadingSpec from kv_connector_extra_config ``{"cpu_bytes_to_use": ...,
+    "secondary_tiers": secondary_tiers}``; ``spec.get_manager()`` builds the
+    TieringOffloadingManager (its CPU tier in /dev/shm/vllm_offload_<engine_id>.mmap), and
+    ``shutdown()`` on it releases that."""
+    from vllm.v1.kv_offload.tiering.spec import TieringOffloadingSpec
+
+    extra = {
+        "cpu_bytes_to_use": num_chunks * kv_bytes_per_block,
+        "eviction_policy": policy,
+        "secondary_tiers": [dict(t) for t in secondary_tiers],
+    }
+    spec = TieringOffloadingSpec(offloading_config(extra, engine_id, kv_bytes_per_block))
+    if spec.num_chunks != num_chunks:
+        raise RuntimeError(f"the spec made {spec.num_chunks} chunks, not {num_chunks}")
+    return spec
 
 
 def offload_keys(hashes):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the vLLM integration tests (tests/python/test_vllm_policy.py) against the real
+# Runs the vLLM integration tests (tests/python/test_vllm_*.py: the eviction policies and the
+# disk tier) against the real
 # vllm==0.33.0: reuses the cached venv (installing vLLM and the torch it pins only when
 # `import vllm` fails there), installs this package into it, runs pytest. Exits non-zero on any
 # failure, when vLLM is not 0.33.0, and when pytest collects or runs no test (a skipped module
@@ -42,7 +43,8 @@ echo "kvoffload: venv $venv (vLLM $installed)"
 
 mkdir -p build-vllm
 set +e
-"$venv/bin/python" -m pytest -p no:cacheprovider -q -rs tests/python/test_vllm_policy.py "$@" \
+"$venv/bin/python" -m pytest -p no:cacheprovider -q -rs tests/python/test_vllm_policy.py \
+  tests/python/test_vllm_disk_tier.py "$@" \
   | tee build-vllm/pytest.log
 status=${PIPESTATUS[0]}
 set -e

@@ -1,4 +1,8 @@
-"""kvoffload's eviction policies inside vLLM 0.33's CPU KV offloading.
+"""kvoffload's eviction policies and disk tier inside vLLM 0.33's CPU KV offloading.
+
+The disk tier, :class:`KvoffloadDiskTier`, is a ``secondary_tiers`` entry
+(``"type": "KvoffloadDiskTier", "module_path": "kvoffload.vllm"``): see
+:mod:`kvoffload.vllm_disk_tier`.
 
 Load one with ``"eviction_policy": "kvoffload_density"`` (or ``kvoffload_arc``,
 ``kvoffload_weighted``, ``kvoffload_lru``) and ``"cache_policy_module_path": "kvoffload.vllm"``
@@ -36,7 +40,6 @@ whose hash another resident key owns.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,9 +54,12 @@ except ImportError as error:  # pragma: no cover - exercised only without vLLM
     ) from error
 
 from ._kvoffload import make_manager
+from ._vllm_keys import key_hash64
+from .vllm_disk_tier import KvoffloadDiskTier
 
 __all__ = [
     "KvoffloadCachePolicy",
+    "KvoffloadDiskTier",
     "kvoffload_arc",
     "kvoffload_density",
     "kvoffload_lru",
@@ -62,17 +68,6 @@ __all__ = [
 ]
 
 _MASK64 = (1 << 64) - 1
-
-
-def key_hash64(key: bytes | int) -> int:
-    """The 64-bit kvoffload BlockHash of a vLLM offload key (bytes, or a non-negative int)."""
-    if isinstance(key, int):
-        if key < 0:
-            raise ValueError(f"kvoffload.vllm: negative offload key {key}")
-        key = key.to_bytes(max(1, (key.bit_length() + 7) // 8), "big")
-    elif not isinstance(key, (bytes, bytearray, memoryview)):
-        raise TypeError(f"kvoffload.vllm: offload key {key!r} is neither bytes nor int")
-    return int.from_bytes(hashlib.blake2b(bytes(key), digest_size=8).digest(), "little")
 
 
 # Where a chunk stands in the kvoffload manager.
