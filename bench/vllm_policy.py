@@ -173,6 +173,8 @@ def main() -> int:
     args = parser.parse_args()
     from kvoffload import replay
 
+    if any(p.startswith("kvoffload_") for p in args.policy.split(",")):
+        import kvoffload.vllm as kvllm
     requests = load_requests(args.trace, args.requests or None)
     distinct = distinct_blocks(requests)
     print(f"# {len(requests)} requests, {sum(map(len, requests))} references, {distinct} distinct")
@@ -184,7 +186,7 @@ def main() -> int:
             ours = policy.startswith("kvoffload_")
             manager = vllm_manager(capacity, policy, "kvoffload.vllm" if ours else None)
             result = drive(manager, requests)
-            ref_spec = policy[len("kvoffload_"):] if ours else policy
+            ref_spec = getattr(kvllm, policy).spec if ours else policy
             ref = reference_hit_rate(requests, ref_spec, capacity)
             print(f"| {capacity_text} ({capacity}) | {policy} | {result.hit_rate:.4f} | "
                   f"{ref_spec} {ref:.4f} | {result.us_per_request:.1f} |", flush=True)

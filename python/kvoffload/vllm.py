@@ -5,7 +5,7 @@ The disk tier, :class:`KvoffloadDiskTier`, is a ``secondary_tiers`` entry
 :mod:`kvoffload.vllm_disk_tier`.
 
 Load one with ``"eviction_policy": "kvoffload_density"`` (or ``kvoffload_arc``,
-``kvoffload_weighted``, ``kvoffload_lru``) and ``"cache_policy_module_path": "kvoffload.vllm"``
+``kvoffload_weighted``, ``kvoffload_lru``; ``kvoffload_density_admission`` for comparison) and ``"cache_policy_module_path": "kvoffload.vllm"``
 in ``kv_connector_extra_config``. vLLM's ``CPUOffloadingManager`` keeps its chunk pool,
 ref-counts and events; the policy (a :class:`KvoffloadCachePolicy`) mirrors every chunk it is
 given into a kvoffload manager (C++ core) and lets that manager choose the victims.
@@ -62,6 +62,7 @@ __all__ = [
     "KvoffloadDiskTier",
     "kvoffload_arc",
     "kvoffload_density",
+    "kvoffload_density_admission",
     "kvoffload_lru",
     "kvoffload_weighted",
     "key_hash64",
@@ -365,7 +366,23 @@ class KvoffloadCachePolicy(CachePolicy):
 
 
 class kvoffload_density(KvoffloadCachePolicy):  # noqa: N801 - named as the config names it
-    """Learned hit density with admission (kvoffload's ``density``)."""
+    """Learned hit density (kvoffload's ``density``), ranking victims only.
+
+    Inside vLLM it runs with ``admission=0``: vLLM's manager stores every block it is offered
+    (a CachePolicy cannot decline one), so an admission decline could only refuse the whole
+    store, losing the blocks density did want. Without admission, density's own replay loses
+    almost nothing (Mooncake trace: 0.1033 / 0.2245 against 0.1057 / 0.2246 at 1% / 5%), and
+    through vLLM it reaches 0.1035 / 0.2240 where the admitting variant reaches 0.0916 / 0.2054
+    (bench/RESULTS.md, "Inside vLLM 0.33").
+    """
+
+    spec = "density:admission=0"
+
+
+class kvoffload_density_admission(KvoffloadCachePolicy):  # noqa: N801
+    """kvoffload's ``density`` with its admission on. A decline can only refuse vLLM's whole
+    store (``evictions_refused`` counts them), which costs more hits than admission saves
+    inside vLLM; kept for comparison. Prefer :class:`kvoffload_density`."""
 
     spec = "density"
 

@@ -57,18 +57,27 @@ def test_our_policy_is_loaded_by_module_path():
 
 
 @pytest.mark.parametrize("text", ["1%", "5%"])
-def test_density_through_vllm_beats_vllms_lru(requests, vllm_lru_rates, text):
+def test_density_through_vllm_keeps_most_of_its_replay_margin_over_lru(requests, vllm_lru_rates, text):
     capacity = capacity_of(requests, text)
     manager = harness.vllm_manager(capacity, "kvoffload_density", "kvoffload.vllm")
     ours = harness.drive(manager, requests).hit_rate
-    assert ours > vllm_lru_rates[text], (ours, vllm_lru_rates[text])
+    # The issue's target: at least 80% of the margin density (with admission, as kvoffload-replay
+    # runs it) has over LRU in the replay, on the same requests.
+    replay_margin = harness.reference_hit_rate(requests, "density", capacity) - harness.reference_hit_rate(
+        requests, "lru", capacity
+    )
+    assert replay_margin > 0.01
+    assert ours - vllm_lru_rates[text] >= 0.8 * replay_margin, (ours, vllm_lru_rates[text], replay_margin)
     policy = manager._policy
     # Every chunk vLLM holds is one the policy tracks, and no more than the capacity.
     assert len(policy._entries) <= capacity
     assert policy.kvoffload_stats().ready + policy.num_unmanaged == len(policy._entries)
+    assert policy.evictions_refused == 0  # no admission: no store is ever refused for it
 
 
-@pytest.mark.parametrize("name", ["kvoffload_lru", "kvoffload_arc", "kvoffload_weighted"])
+@pytest.mark.parametrize(
+    "name", ["kvoffload_lru", "kvoffload_arc", "kvoffload_weighted", "kvoffload_density_admission"]
+)
 def test_every_policy_runs_through_vllm_and_keeps_its_books(requests, name):
     capacity = capacity_of(requests[:2000], "5%")
     manager = harness.vllm_manager(capacity, name, "kvoffload.vllm")
@@ -83,6 +92,51 @@ def test_kvoffload_lru_through_vllm_is_close_to_vllms_lru(requests, vllm_lru_rat
     capacity = capacity_of(requests, "5%")
     ours = harness.drive(harness.vllm_manager(capacity, "kvoffload_lru", "kvoffload.vllm"), requests)
     assert abs(ours.hit_rate - vllm_lru_rates["5%"]) <= 0.01, (ours.hit_rate, vllm_lru_rates["5%"])
+
+
+class _RecordingManager:
+    """Stands in for a policy's kvoffload manager and records every hash it is touched with."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.touched = []
+
+    def touch(self, hashes):
+        self.touched.extend(hashes)
+        return self._inner.touch(hashes)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_each_block_is_referenced_once_per_request_however_often_vllm_touches_it():
+    manager = harness.vllm_manager(64, "kvoffload_density", "kvoffload.vllm")
+    policy = manager._policy
+    policy._manager = recorder = _RecordingManager(policy._manager)
+    old, new = harness.offload_keys([1, 2, 3]), harness.offload_keys([4, 5])
+    first = ReqContext(req_id="first")
+    store(manager, old, first)
+    manager.on_request_finished(first)
+    recorder.touched.clear()
+
+    second = ReqContext(req_id="second")
+    keys = old + new
+    for position, key in enumerate(keys):
+        second.set_offload_key_position(key, (position + 1) * 16)
+    manager.on_new_request(second)
+    assert all(manager.lookup(k, second) is LookupResult.HIT for k in old)
+    manager.prepare_load(old, second)
+    manager.complete_load(old, second)
+    for _ in range(7):  # vLLM touches per decoded block
+        manager.touch(keys, second)
+    store(manager, new, second)
+    for _ in range(3):
+        manager.touch(keys, second)
+    manager.on_request_finished(second)
+    hashes = [policy._hash(k) for k in keys]
+    # One reference per block for this request, in token order, whatever vLLM did.
+    assert sorted(recorder.touched) == sorted(hashes), recorder.touched
+    assert recorder.touched == hashes
 
 
 class CollidingDensity(kvllm.kvoffload_density):
