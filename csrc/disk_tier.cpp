@@ -195,6 +195,8 @@ void DiskTier::finish(Job& job, const storage::DiskJobStatus& status) {
   KVO_SCOPED_RANGE(std::string{job.writes_disk ? "disk write done " : "disk read done "} +
                    std::to_string(job.plans.size()) + " blocks");
   const bool ok = status.state == storage::DiskJobState::kDone;
+  (job.writes_disk ? write_latency_ : read_latency_)
+      .record(std::chrono::steady_clock::now() - job.created);
   if (job.writes_disk) {
     for (const TransferPlan& plan : job.plans)
       manager_.complete_transfer(plan.id, ok);
@@ -269,6 +271,8 @@ void DiskTier::add_to(OffloaderStats& stats) const {
   stats.blocks_lost         = lost_;
   stats.blocks_recovered    = recovered_;
   stats.disk_jobs_in_flight = jobs_.size();
+  stats.disk_write_latency  = write_latency_;
+  stats.disk_read_latency   = read_latency_;
 }
 
 }  // namespace kvoffload::detail

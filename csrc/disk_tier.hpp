@@ -9,6 +9,7 @@
 #include <kvoffload/tiered_manager.hpp>
 #include <kvoffload/transfer/kv_layout.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -57,6 +58,7 @@ class DiskTier {
     std::vector<storage::DiskRead> reads;
     std::vector<BlockId> host_slots, disk_slots;  // sorted: the slots it reads or writes
     std::optional<storage::DiskJobId> id;         // once submitted
+    std::chrono::steady_clock::time_point created{std::chrono::steady_clock::now()};
   };
   [[nodiscard]] std::byte* host_slot(BlockId slot) const noexcept;
   [[nodiscard]] bool blocked(std::list<Job>::const_iterator job) const;
@@ -76,6 +78,7 @@ class DiskTier {
   std::uint64_t demotions_{0}, demotions_dropped_{0}, demotions_failed_{0};
   std::uint64_t promotions_{0}, reads_dropped_{0}, reads_failed_{0};
   std::uint64_t lost_{0}, recovered_{0};
+  LatencyHistogram write_latency_, read_latency_;  // from the plans' arrival to finish()
 };
 
 }  // namespace kvoffload::detail

@@ -169,6 +169,7 @@ void Offloader::roll_back(const Job& job) {
 
 JobId Offloader::submit(const TransferRequest& request, Job job) {
   const JobId id = next_job_;
+  job.started    = std::chrono::steady_clock::now();
   // A store into host slots a demotion still reads waits for it (submitted by start_deferred).
   const bool wait_for_disk = disk_ && request.direction == Direction::kStore &&
                              disk_->reads_host_slots(request.host_slots);
@@ -295,6 +296,8 @@ void Offloader::settle(Job& job) {
     manager_->complete_load(job.hashes);
   }
   job.settled = true;
+  (job.direction == Direction::kStore ? store_latency_ : load_latency_)
+      .record(std::chrono::steady_clock::now() - job.started);
   if (ok) {
     const std::uint64_t bytes = job.hashes.size() * engine_->layout().host_slot_bytes();
     (job.direction == Direction::kStore ? bytes_stored_ : bytes_loaded_) += bytes;
@@ -403,6 +406,8 @@ OffloaderStats Offloader::stats() const {
   s.lookups_deferred  = lookups_deferred_;
   s.lookups_disk_busy = lookups_disk_busy_;
   s.stores_deferred   = stores_deferred_;
+  s.store_latency     = store_latency_;
+  s.load_latency      = load_latency_;
   return s;
 }
 

@@ -87,6 +87,16 @@ class ConcurrentManager final : public OffloadingManager {
     return std::forward<F>(work)(*single_shard().manager);
   }
 
+  /// @brief Run `visit(manager)` for each shard (one in one-mutex mode), in order, each under
+  /// its shard's lock: to read figures the wrapper does not sum (e.g. tier statistics).
+  template <class F>
+  void for_each_shard(F&& visit) const {
+    for (const auto& shard : shards_) {
+      std::lock_guard lock{shard->mutex};
+      visit(static_cast<const OffloadingManager&>(*shard->manager));
+    }
+  }
+
  private:
   struct Shard {
     std::unique_ptr<OffloadingManager> manager;

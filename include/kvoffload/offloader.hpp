@@ -52,6 +52,7 @@
  */
 #pragma once
 
+#include <kvoffload/offloader_stats.hpp>
 #include <kvoffload/offloading_manager.hpp>
 #include <kvoffload/storage/block_store.hpp>
 #include <kvoffload/tiered_manager.hpp>
@@ -62,6 +63,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -115,32 +117,6 @@ struct FinishedJob {
   /// The GPU blocks the job read (store) or wrote (load), k per hash in `hashes` order. Only
   /// now may the caller reuse or free them.
   std::vector<BlockId> gpu_blocks;
-};
-
-/// Gauges and counters of an Offloader (see stats()).
-struct OffloaderStats {
-  /// One per tier: the host tier, then the disk tier (host + disk only).
-  struct Tier {
-    Medium medium{Medium::kCpu};
-    std::size_t capacity{0}, ready{0}, pending{0}, free_slots{0};
-  };
-  std::vector<Tier> tiers;
-  std::uint64_t bytes_stored{0};        ///< GPU -> host, by jobs that succeeded
-  std::uint64_t bytes_loaded{0};        ///< host -> GPU, by jobs that succeeded
-  std::uint64_t bytes_written_disk{0};  ///< host -> disk (demotions that succeeded)
-  std::uint64_t bytes_read_disk{0};     ///< disk -> host (promotions, prefetches that succeeded)
-  std::uint64_t demotions{0};           ///< blocks written to disk
-  std::uint64_t demotions_dropped{0};   ///< demotions not attempted: too many disk jobs
-  std::uint64_t demotions_failed{0};    ///< demotions whose write failed (the block is dropped)
-  std::uint64_t promotions{0};          ///< blocks read up to the host (promotion or prefetch)
-  std::uint64_t reads_dropped{0};       ///< promotions and prefetches not attempted: disk busy
-  std::uint64_t reads_failed{0};        ///< reads that failed (lost blocks included)
-  std::uint64_t blocks_lost{0};         ///< disk blocks that failed the hash or CRC check
-  std::uint64_t blocks_recovered{0};    ///< adopted from a persistent store at construction
-  std::uint64_t lookups_deferred{0};    ///< lookups answered nullopt (a block on its way up)
-  std::uint64_t lookups_disk_busy{0};   ///< lookups answered the host part: disk jobs at the cap
-  std::uint64_t stores_deferred{0};     ///< stores that waited for a demotion to read a slot
-  std::size_t disk_jobs_in_flight{0};   ///< disk jobs submitted or waiting to be
 };
 
 /// How a host + disk Offloader's disk tier is set up (make_offloader's last overload).
@@ -273,6 +249,7 @@ class Offloader {
     transfer::JobId engine_job{0};                      // once given
     std::optional<transfer::JobStatus> status;          // the engine's report, once it came
     bool settled{false};                                // the manager has been told
+    std::chrono::steady_clock::time_point started{};    // store() or load() was called
   };
   void check_gpu_blocks(const char* what, std::size_t hashes, std::size_t gpu_blocks) const;
   void run_plans(std::vector<TransferPlan> plans);
@@ -295,6 +272,7 @@ class Offloader {
   transfer::JobId next_job_{1};
   std::uint64_t bytes_stored_{0}, bytes_loaded_{0}, lookups_deferred_{0}, lookups_disk_busy_{0},
       stores_deferred_{0};
+  LatencyHistogram store_latency_, load_latency_;
 };
 
 /**

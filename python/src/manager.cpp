@@ -391,27 +391,6 @@ void bind_manager(nb::module_& m) {
         &policy_specs,
         "Every policy make_manager accepts, as a valid spec with default options.");
   m.def("spec_help", &spec_help, "Every policy and decorator with its options and defaults.");
-  m.def(
-      "metrics_text",
-      [](nb::dict managers) {
-        std::vector<Manager*> order;
-        std::vector<std::string> names;
-        for (auto [key, value] : managers) {
-          names.push_back(nb::cast<std::string>(key));
-          order.push_back(nb::cast<Manager*>(value));
-        }
-        std::vector<ManagerMetrics> metrics;
-        for (std::size_t i = 0; i < order.size(); ++i) {
-          metrics.push_back(order[i]->run(
-              [&](const OffloadingManager& m) { return collect_metrics(m, names[i]); }));
-        }
-        std::ostringstream out;
-        write_prometheus(out, metrics);
-        return out.str();
-      },
-      "managers"_a,
-      "The counters and gauges of several managers ({name: manager}) in the Prometheus text\n"
-      "format, family by family, each sample labelled manager=name.");
 }
 
 }  // namespace kvoffload::python

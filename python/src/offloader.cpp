@@ -45,6 +45,41 @@ std::vector<BlockId> block_ids(const std::vector<std::int64_t>& ids) {
   return {ids.begin(), ids.end()};
 }
 
+nb::dict histogram_dict(const LatencyHistogram& h) {
+  nb::dict d;
+  d["count"]          = h.count;
+  d["sum_seconds"]    = h.sum_seconds;
+  d["buckets"]        = std::vector<std::uint64_t>(h.buckets.begin(), h.buckets.end());
+  d["bounds_seconds"] = std::vector<double>(LatencyHistogram::kBoundsSeconds.begin(),
+                                            LatencyHistogram::kBoundsSeconds.end());
+  return d;
+}
+
+nb::dict offloader_stats_dict(const OffloaderStats& s) {
+  nb::dict d;
+  d["bytes_stored"]        = s.bytes_stored;
+  d["bytes_loaded"]        = s.bytes_loaded;
+  d["bytes_written_disk"]  = s.bytes_written_disk;
+  d["bytes_read_disk"]     = s.bytes_read_disk;
+  d["demotions"]           = s.demotions;
+  d["demotions_dropped"]   = s.demotions_dropped;
+  d["demotions_failed"]    = s.demotions_failed;
+  d["promotions"]          = s.promotions;
+  d["reads_dropped"]       = s.reads_dropped;
+  d["reads_failed"]        = s.reads_failed;
+  d["blocks_lost"]         = s.blocks_lost;
+  d["blocks_recovered"]    = s.blocks_recovered;
+  d["lookups_deferred"]    = s.lookups_deferred;
+  d["lookups_disk_busy"]   = s.lookups_disk_busy;
+  d["stores_deferred"]     = s.stores_deferred;
+  d["disk_jobs_in_flight"] = s.disk_jobs_in_flight;
+  d["store_latency"]       = histogram_dict(s.store_latency);
+  d["load_latency"]        = histogram_dict(s.load_latency);
+  d["disk_write_latency"]  = histogram_dict(s.disk_write_latency);
+  d["disk_read_latency"]   = histogram_dict(s.disk_read_latency);
+  return d;
+}
+
 TransferOptions options_of(std::uintptr_t wait_event, bool per_layer_events, bool gpu_busy) {
   return TransferOptions{.gpu_busy         = gpu_busy,
                          .wait_event       = reinterpret_cast<cudaEvent_t>(wait_event),
@@ -170,20 +205,58 @@ void bind_offloader(nb::module_& m) {
           },
           "The manager's counters and gauges.")
       .def(
+          "offloader_stats",
+          [](PyOffloader& self) {
+            return offloader_stats_dict(self.run([](Offloader& o) { return o.stats(); }));
+          },
+          "The Offloader's own figures as a dict: bytes per medium, disk counters, and the job\n"
+          "latency histograms (store, load, disk_write, disk_read: count, sum_seconds, buckets\n"
+          "per upper bound in bounds_seconds, the last bucket above the last bound).")
+      .def(
           "metrics_text",
           [](PyOffloader& self, const std::string& name) {
+            const ManagerMetrics metrics =
+                self.run([&](const Offloader& o) { return collect_metrics(o, name); });
             std::ostringstream out;
-            self.run([&](Offloader& o) { write_prometheus(out, o.manager(), name); });
+            write_prometheus(out, std::span{&metrics, 1});
             return out.str();
           },
           "name"_a = "default",
-          "The manager's counters and gauges in the Prometheus text format.")
+          "The manager's and the Offloader's counters, gauges and job latency histograms in the\n"
+          "Prometheus text format.")
       .def_prop_ro(
           "description",
           [](PyOffloader& self) {
             return self.run([](Offloader& o) { return o.engine().description(); });
           },
           "The engine: the GPU, or 'host engine (...)' without a CUDA device.");
+
+  m.def(
+      "metrics_text",
+      [](nb::dict sources) {
+        std::vector<ManagerMetrics> metrics;
+        for (auto [key, value] : sources) {
+          std::string name = nb::cast<std::string>(key);
+          if (PyOffloader* offloader = nullptr; nb::try_cast(value, offloader) && offloader) {
+            metrics.push_back(
+                offloader->run([&](const Offloader& o) { return collect_metrics(o, name); }));
+          } else if (Manager* manager = nullptr; nb::try_cast(value, manager) && manager) {
+            metrics.push_back(
+                manager->run([&](const OffloadingManager& m) { return collect_metrics(m, name); }));
+          } else {
+            throw nb::type_error(("metrics_text: '" + name + "' is a " +
+                                  nb::cast<std::string>(nb::str(value.type())) +
+                                  ", neither a Manager nor an Offloader")
+                                     .c_str());
+          }
+        }
+        std::ostringstream out;
+        write_prometheus(out, metrics);
+        return out.str();
+      },
+      "sources"_a,
+      "The figures of several managers and Offloaders ({name: manager or offloader}) in the\n"
+      "Prometheus text format, family by family, each sample labelled manager=name.");
 
   m.def(
       "make_offloader",

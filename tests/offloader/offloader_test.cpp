@@ -6,6 +6,7 @@
 
 #include <kvoffload/error.hpp>
 #include <kvoffload/factory.hpp>
+#include <kvoffload/metrics.hpp>
 #include <kvoffload/offloader.hpp>
 
 #include <gtest/gtest.h>
@@ -15,8 +16,10 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -181,6 +184,50 @@ TEST(Offloader, StoredBlocksAreNoHitUntilTheirJobIsReported) {
   EXPECT_EQ(s.offloader->lookup(hashes), 3U);
   EXPECT_EQ(s.offloader->jobs_in_flight(), 0U);
   EXPECT_TRUE(s.offloader->poll().empty()) << "a job is reported once";
+}
+
+TEST(Offloader, JobLatenciesAreCountedPerDirectionFailuresIncluded) {
+  Scripted s{8};
+  const StoreTicket first = s.offloader->store(std::vector<BlockHash>{1, 2}, ids({0, 1}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  s.engine->finish_last(true);
+  ASSERT_EQ(s.offloader->poll().size(), 1U);
+  (void)s.offloader->store(std::vector<BlockHash>{3}, ids({2}));
+  s.engine->finish_last(false);
+  (void)s.offloader->poll();
+  const auto load = s.offloader->load(std::vector<BlockHash>{1}, ids({5}));
+  ASSERT_TRUE(load);
+  (void)s.offloader->wait(*load);
+
+  const OffloaderStats stats = s.offloader->stats();
+  EXPECT_EQ(stats.store_latency.count, 2U);
+  EXPECT_EQ(stats.load_latency.count, 1U);
+  EXPECT_GE(stats.store_latency.sum_seconds, 0.003);
+  std::uint64_t below_2ms = 0, total = 0;  // the first store took 3 ms or more
+  for (std::size_t b = 0; b < stats.store_latency.buckets.size(); ++b) {
+    total += stats.store_latency.buckets[b];
+    if (b < LatencyHistogram::kBoundsSeconds.size() && LatencyHistogram::kBoundsSeconds[b] < 0.002)
+      below_2ms += stats.store_latency.buckets[b];
+  }
+  EXPECT_EQ(total, 2U);
+  EXPECT_LE(below_2ms, 1U);
+
+  std::ostringstream out;
+  const ManagerMetrics metrics[] = {collect_metrics(*s.offloader, "kv")};
+  write_prometheus(out, metrics);
+  const std::string text = out.str();
+  expect_contains(text, "# TYPE kvoffload_offloader_job_latency_seconds histogram\n");
+  expect_contains(
+      text, "kvoffload_offloader_job_latency_seconds_count{manager=\"kv\",job=\"store\"} 2\n");
+  expect_contains(text,
+                  "kvoffload_offloader_job_latency_seconds_bucket{manager=\"kv\",job=\"load\","
+                  "le=\"+Inf\"} 1\n");
+  expect_contains(text, "job=\"store\",le=\"30\"} 2\n");
+  expect_contains(text,
+                  "kvoffload_offloader_bytes_stored_total{manager=\"kv\"} " +
+                      std::to_string(2 * s.cache.layout->host_slot_bytes()) + "\n");
+  expect_contains(text, "kvoffload_hits_total{manager=\"kv\"}");  // the manager's families too
+  (void)first;
 }
 
 TEST(Offloader, AFailedStoreDropsItsBlocksAndSaysWhy) {

@@ -7,6 +7,7 @@
 #include "trace_replay.hpp"
 
 #include <kvoffload/error.hpp>
+#include <kvoffload/metrics.hpp>
 #include <kvoffload/offloader.hpp>
 #include <kvoffload/tiered_manager.hpp>
 
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -339,6 +341,32 @@ TEST(TieredOffloader, BlocksOnDiskAreReadyAgainAfterARestart) {
   EXPECT_EQ(s.lookup_after_disk({2}), 1u);
   s.load_and_check({2}, 5);
   s.manager().check_invariants();
+}
+
+TEST(TieredOffloader, DiskJobLatenciesAreCountedAndExported) {
+  HostDisk s{{.host_slots = 1, .disk_slots = 8}};
+  s.store_and_wait({1}, 0);
+  s.store_and_wait({2}, 1);  // 1 goes to disk
+  (void)s.offloader->wait_all();
+  EXPECT_EQ(s.lookup_after_disk({1}), 1u);  // 2 goes to disk, 1 comes up
+  (void)s.offloader->wait_all();
+  const OffloaderStats stats = s.offloader->stats();
+  EXPECT_EQ(stats.disk_write_latency.count, 2u);
+  EXPECT_EQ(stats.disk_read_latency.count, 1u);
+  EXPECT_EQ(stats.store_latency.count, 2u);
+  EXPECT_EQ(stats.load_latency.count, 0u);
+  std::ostringstream out;
+  const ManagerMetrics metrics[] = {collect_metrics(*s.offloader, "kv")};
+  write_prometheus(out, metrics);
+  const std::string text = out.str();
+  for (const char* line :
+       {"kvoffload_offloader_job_latency_seconds_count{manager=\"kv\",job=\"disk_write\"} 2\n",
+        "kvoffload_offloader_job_latency_seconds_bucket{manager=\"kv\",job=\"disk_read\","
+        "le=\"+Inf\"} 1\n",
+        "kvoffload_offloader_disk_writes_total{manager=\"kv\"} 2\n",
+        "kvoffload_offloader_disk_reads_total{manager=\"kv\"} 1\n",
+        "kvoffload_tier_capacity_blocks{manager=\"kv\",tier=\"1\",medium=\"disk\"} 8\n"})
+    expect_contains(text, line);
 }
 
 TEST(TieredOffloader, RefusesAManagerThatDoesNotFit) {

@@ -1,5 +1,6 @@
 // write_prometheus: every line well formed, every ManagerStats field exported, counters that
-// only grow, tier gauges with their labels.
+// only grow, tier gauges with their labels (summed over +sharded shards), histograms well
+// formed.
 #include "test_util.hpp"
 
 #include <kvoffload/metrics.hpp>
@@ -16,16 +17,16 @@ namespace {
 
 struct Exposition {
   std::map<std::string, double> samples;     // "name{labels}" -> value
-  std::map<std::string, std::string> types;  // family -> counter | gauge
+  std::map<std::string, std::string> types;  // family -> counter | gauge | histogram
 };
 
 /// Parses the text format strictly: HELP, then TYPE, then the family's samples; fails the
 /// test on any other line.
 Exposition parse(const std::string& text) {
   static const std::regex help{R"(^# HELP (kvoffload_[a-z_]+) \S.*$)"};
-  static const std::regex type{R"(^# TYPE (kvoffload_[a-z_]+) (counter|gauge)$)"};
+  static const std::regex type{R"(^# TYPE (kvoffload_[a-z_]+) (counter|gauge|histogram)$)"};
   static const std::regex sample{
-      R"re(^(kvoffload_[a-z_]+)\{([a-z_]+="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-z_]+="(?:[^"\\\n]|\\[\\"n])*")*)\} ([0-9]+)$)re"};
+      R"re(^(kvoffload_[a-z_]+)\{([a-z_]+="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-z_]+="(?:[^"\\\n]|\\[\\"n])*")*)\} ([0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?)$)re"};
   Exposition out;
   EXPECT_TRUE(!text.empty() && text.back() == '\n');
   std::istringstream in{text};
@@ -41,8 +42,14 @@ Exposition parse(const std::string& text) {
       EXPECT_TRUE(out.types.emplace(m[1], m[2]).second) << "second TYPE: " << line;
       current = m[1];
     } else if (std::regex_match(line, m, sample)) {
-      EXPECT_EQ(m[1], current) << "a sample outside its family: " << line;
-      if (out.types[m[1]] == "counter") EXPECT_TRUE(line.find("_total{") != std::string::npos);
+      std::string family = m[1];
+      if (out.types[current] == "histogram") {
+        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+          if (family == current + suffix) family = current;
+        }
+      }
+      EXPECT_EQ(family, current) << "a sample outside its family: " << line;
+      if (out.types[family] == "counter") EXPECT_TRUE(line.find("_total{") != std::string::npos);
       const std::string key = std::string{m[1]} + "{" + std::string{m[2]} + "}";
       EXPECT_TRUE(out.samples.emplace(key, std::stod(m[3])).second) << "duplicate: " << line;
     } else {
@@ -137,6 +144,24 @@ TEST(Metrics, TieredManagersAddTheirCountersAndOneGaugePerTier) {
   EXPECT_EQ(find_tiered_manager(*make_manager("tiered:instant=1+sharded:shards=2", 32, 64)),
             nullptr);
   EXPECT_EQ(find_tiered_manager(*make_manager("lru", 32, 64)), nullptr);
+}
+
+TEST(Metrics, ShardedTieredManagersExportTheirShardsTiersSummed) {
+  auto m = make_manager("tiered:hot=0.25,warm=0.25,instant=1+sharded:shards=4", 64, 64);
+  drive(*m, 0);
+  const Exposition e = parse(text_of(*m, "kv"));
+  double capacity = 0, ready = 0;
+  for (int t = 0; t < 3; ++t) {
+    const std::string medium = t == 0 ? "gpu" : t == 1 ? "cpu" : "disk";
+    const std::string labels =
+        "{manager=\"kv\",tier=\"" + std::to_string(t) + "\",medium=\"" + medium + "\"}";
+    capacity += e.samples.at("kvoffload_tier_capacity_blocks" + labels);
+    ready += e.samples.at("kvoffload_tier_ready_blocks" + labels);
+  }
+  // Every shard's tiers are in the sums: the slots and the ready blocks of all of them.
+  EXPECT_EQ(capacity, 64.0);
+  EXPECT_EQ(ready, double(m->stats().ready));
+  EXPECT_GT(e.samples.at("kvoffload_demotions_total{manager=\"kv\"}"), 0.0);
 }
 
 TEST(Metrics, ManagersShareFamiliesAndNamesAreEscapedOrRefused) {

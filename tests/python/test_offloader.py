@@ -49,7 +49,30 @@ def test_blocks_round_trip_through_the_host_slots(kv):
     assert o.stats().pinned == 0
     for t in tensors:
         assert [block(t, b) for b in (8, 9, 10, 11)] == [block(t, b) for b in (3, 1, 0, 2)]
-    assert "kvoffload_loads_total" in o.metrics_text()
+    text = o.metrics_text()
+    assert "kvoffload_loads_total" in text
+    assert 'kvoffload_offloader_job_latency_seconds_count{manager="default",job="store"} 1\n' in text
+    assert 'kvoffload_offloader_job_latency_seconds_bucket{manager="default",job="load",le="+Inf"} 1\n' in text
+    stats = o.offloader_stats()
+    assert stats["bytes_loaded"] == 4 * 2 * LAYERS * CHUNK
+    latency = stats["store_latency"]
+    assert latency["count"] == 1 and sum(latency["buckets"]) == 1
+    assert len(latency["buckets"]) == len(latency["bounds_seconds"]) + 1
+
+
+def test_metrics_text_takes_managers_and_offloaders_together(kv):
+    from kvoffload import make_manager, metrics_text
+
+    _, layout = kv
+    o = make_offloader("lru", layout, BLOCKS, host_slots=2, force_host=True)
+    o.wait(o.store([1], [0]).job)
+    text = metrics_text({"gpu": o, "other": make_manager("arc", 4)})
+    assert 'kvoffload_capacity_blocks{manager="gpu"} 2\n' in text
+    assert 'kvoffload_capacity_blocks{manager="other"} 4\n' in text
+    assert 'kvoffload_offloader_job_latency_seconds_count{manager="gpu",job="store"} 1\n' in text
+    assert 'manager="other",job=' not in text
+    with pytest.raises(TypeError, match="'x' is a <class 'int'>, neither a Manager nor an Offloader"):
+        metrics_text({"x": 3})  # names the key and the type
 
 
 def test_present_blocks_are_not_stored_again_and_a_full_cache_evicts(kv):

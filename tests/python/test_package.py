@@ -16,7 +16,7 @@ def test_type_stubs_are_installed_beside_the_module():
         "def make_manager(spec: str, num_blocks: int, block_size: int = 0, enable_events: bool = True)",
         "def lookup(self, hashes: int | Iterable[int] | Buffer) -> int | None",
         "def prepare_store(self, hashes",
-        "def metrics_text(managers: dict) -> str",
+        "def metrics_text(sources: dict) -> str",
         "class LogicError(ValueError)",
     ):
         assert signature in stub, signature
