@@ -379,3 +379,37 @@ def test_the_mooncake_trace_through_cpu_and_disk(mooncake_trace):
     cpu_only = vllm_policy.drive(vllm_policy.vllm_manager(cpu_chunks, "lru"), requests)
     assert with_disk.disk_hits > 0 and h.wrong_bytes == 0 and h.loaded > 0
     assert with_disk.hit_rate > cpu_only.hit_rate + 0.02, (with_disk, cpu_only.hit_rate)
+
+
+def readme_kv_transfer_configs():
+    """The JSON of every --kv-transfer-config in the README's "Use with vLLM" section."""
+    import json
+    import re
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Use with vLLM") : text.index("## Policies and managers")]
+    return [json.loads(m) for m in re.findall(r"--kv-transfer-config '(\{.*?\})'", section, re.S)]
+
+
+def test_the_readmes_vllm_configs_build_vllms_managers_as_written(tmp_path):
+    configs = readme_kv_transfer_configs()
+    assert len(configs) == 2
+    from vllm.v1.kv_offload.factory import OffloadingSpecFactory
+
+    for number, config in enumerate(configs):
+        assert config["kv_connector"] == "OffloadingConnector"
+        extra = config["kv_connector_extra_config"]
+        extra["cpu_bytes_to_use"] = 64 * BLOCK  # the README's sizes are a server's
+        for tier in extra.get("secondary_tiers", []):
+            tier.update(root_dir=str(tmp_path), capacity_bytes=1 << 20)
+        spec_class = OffloadingSpecFactory._registry[extra.get("spec_name", "CPUOffloadingSpec")]()
+        spec = spec_class(vllm_policy.offloading_config(extra, f"kvoffload-readme-{os.getpid()}-{number}"))
+        manager = spec.get_manager()
+        try:
+            policy = getattr(manager, "primary_tier", manager)._policy
+            assert isinstance(policy, kvllm.kvoffload_density)
+            if "secondary_tiers" in extra:
+                assert isinstance(manager.secondary_tiers[0], kvllm.KvoffloadDiskTier)
+        finally:
+            if hasattr(manager, "secondary_tiers"):
+                manager.shutdown()
