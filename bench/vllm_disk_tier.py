@@ -4,7 +4,7 @@ the harness the tests drive it with, and a benchmark of GB/s written and read ne
 own ``fs`` tier, on the same directory and the same workload, in the same run.
 
     python bench/vllm_disk_tier.py --dir DIR [--block-kib 256] [--blocks 2048]
-                                   [--blocks-per-job 16] [--rounds 3]
+                                   [--blocks-per-job 16] [--rounds 3] [--option KEY=VALUE]
 
 The benchmark builds each tier as vLLM's TieringOffloadingSpec does (the tier's class with the
 spec and a memoryview of CPU-tier memory), fills the CPU memory with a distinct pattern per
@@ -268,16 +268,22 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=2048)
     parser.add_argument("--blocks-per-job", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of our tier (e.g. backend=thread_pool, queue_depth=64)")
     args = parser.parse_args()
+    options = {}
+    for option in args.option:
+        key, _, value = option.partition("=")
+        options[key] = int(value) if value.isdigit() else value
     block_bytes = args.block_kib * 1024
     root = tempfile.mkdtemp(prefix="kvoffload-vllm-tier-", dir=args.dir)
     capacity = 2 * args.blocks * (block_bytes + 4096) + (64 << 20)
     tiers = {
-        "kvoffload": dict(TIER, root_dir=root, capacity_bytes=capacity, persistent=False),
+        "kvoffload": dict(TIER, root_dir=root, capacity_bytes=capacity, persistent=False, **options),
         "vllm fs": {"type": "fs", "root_dir": root},
     }
     print(f"# {args.blocks} blocks of {args.block_kib} KiB, {args.blocks_per_job} per job, "
-          f"all jobs in flight; directory {root}")
+          f"all jobs in flight; directory {root}; our options {options or 'default'}")
     print("| round | tier | write GB/s | read GB/s |")
     print("|---|---|---|---|")
     try:

@@ -5,7 +5,7 @@ policy or a kvoffload one loaded by module path; prints hit rates and scheduler 
 request beside kvoffload-replay's reference replay on the same requests.
 
     python bench/vllm_policy.py [--trace PATH] [--requests N] [--capacity 1%,5%]
-                                [--policy lru,kvoffload_density,...]
+                                [--policy lru,kvoffload_density,...] [--repeat R]
 
 Needs vLLM 0.33 and the kvoffload package in the same interpreter. Per request, as the
 Python replay of kvoffload.replay does: lookup of every block (a hit is a block ready when the
@@ -170,6 +170,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=0, help="first N requests (0: all)")
     parser.add_argument("--capacity", default="1%,5%")
     parser.add_argument("--policy", default="lru,kvoffload_lru,kvoffload_density,kvoffload_arc")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds over the policies, interleaved; us/request is the median "
+                             "(and the range) of the rounds")
     args = parser.parse_args()
     from kvoffload import replay
 
@@ -177,19 +180,31 @@ def main() -> int:
         import kvoffload.vllm as kvllm
     requests = load_requests(args.trace, args.requests or None)
     distinct = distinct_blocks(requests)
-    print(f"# {len(requests)} requests, {sum(map(len, requests))} references, {distinct} distinct")
-    print("| capacity | policy | hit rate (vLLM manager) | kvoffload-replay | us/request |")
+    print(f"# {len(requests)} requests, {sum(map(len, requests))} references, {distinct} distinct; "
+          f"{args.repeat} interleaved round(s)")
+    print("| capacity | policy | hit rate (vLLM manager) | kvoffload-replay | us/request (median, range) |")
     print("|---|---|---|---|---|")
     for capacity_text in args.capacity.split(","):
         capacity = replay.parse_capacity(capacity_text, distinct)
-        for policy in args.policy.split(","):
+        policies = args.policy.split(",")
+        times = {p: [] for p in policies}
+        rates = {}
+        for _ in range(args.repeat):
+            for policy in policies:
+                ours = policy.startswith("kvoffload_")
+                manager = vllm_manager(capacity, policy, "kvoffload.vllm" if ours else None)
+                result = drive(manager, requests)
+                times[policy].append(result.us_per_request)
+                if rates.setdefault(policy, result.hit_rate) != result.hit_rate:
+                    raise RuntimeError(f"{policy}: the hit rate changed between rounds")
+        for policy in policies:
             ours = policy.startswith("kvoffload_")
-            manager = vllm_manager(capacity, policy, "kvoffload.vllm" if ours else None)
-            result = drive(manager, requests)
             ref_spec = getattr(kvllm, policy).spec if ours else policy
             ref = reference_hit_rate(requests, ref_spec, capacity)
-            print(f"| {capacity_text} ({capacity}) | {policy} | {result.hit_rate:.4f} | "
-                  f"{ref_spec} {ref:.4f} | {result.us_per_request:.1f} |", flush=True)
+            t = sorted(times[policy])
+            print(f"| {capacity_text} ({capacity}) | {policy} | {rates[policy]:.4f} | "
+                  f"{ref_spec} {ref:.4f} | {t[len(t) // 2]:.1f} ({t[0]:.1f}-{t[-1]:.1f}) |",
+                  flush=True)
     return 0
 
 
