@@ -61,7 +61,7 @@ from vllm.v1.kv_offload.base import (
 from vllm.v1.kv_offload.file_mapper import FileMapper
 from vllm.v1.kv_offload.tiering.base import JobResult, SecondaryTierManager, TransferJob
 
-from ._kvoffload import BlockStore, DiskJobState
+from ._kvoffload import BlockStore, DiskJobState, RuntimeFailure
 from ._vllm_keys import key_hash64
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ __all__ = ["KvoffloadDiskTier", "DiskTierMetrics"]
 logger = logging.getLogger(__name__)
 
 KEY_FILE = "kvoffload-vllm-keys"
+_DATA_FILE, _META_FILE = "kvoffload-blocks.data", "kvoffload-blocks.meta"  # the store's (docs/storage.md)
 _RECORD = 128  # bytes per slot in the key file: hash (8), key length (2), key
 _MAX_KEY = _RECORD - 10
 _MASK64 = (1 << 64) - 1
@@ -218,18 +219,37 @@ class KvoffloadDiskTier(SecondaryTierManager):
         self._view = primary_kv_view
 
         store_dirs = [self._namespace(root, offloading_spec) for root in roots]
+
+        def open_store() -> BlockStore:
+            return BlockStore(
+                store_dirs,
+                self.block_size_bytes,
+                capacity_bytes,
+                persistent=persistent,
+                backend=backend,
+                direct_io=direct_io,
+                queue_depth=queue_depth,
+                io_threads=io_threads,
+            )
+
         # The block store takes the directories' locks: a second process fails here, before the
         # key file is touched.
-        self._store = BlockStore(
-            store_dirs,
-            self.block_size_bytes,
-            capacity_bytes,
-            persistent=persistent,
-            backend=backend,
-            direct_io=direct_io,
-            queue_depth=queue_depth,
-            io_threads=io_threads,
-        )
+        try:
+            self._store = open_store()
+        except RuntimeFailure as error:
+            # Files of another capacity, block size, directory count or format: this tier's own
+            # files (the lock was free, so no process uses them); a cache starts empty instead.
+            if "has another geometry" not in str(error) and "has format version" not in str(error):
+                raise
+            logger.warning(
+                "KvoffloadDiskTier: %s; its previous blocks are discarded and the files made anew", error
+            )
+            for directory in store_dirs:
+                for name in (_DATA_FILE, _META_FILE, KEY_FILE):
+                    path = os.path.join(directory, name)
+                    if os.path.exists(path):
+                        os.unlink(path)
+            self._store = open_store()
         num_slots = self._store.num_slots
         try:
             self._keys = _KeyFile(os.path.join(store_dirs[0], KEY_FILE) if persistent else None, num_slots)

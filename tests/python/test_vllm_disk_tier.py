@@ -238,6 +238,25 @@ def test_a_second_tier_on_the_same_directory_is_refused_while_the_first_is_open(
     harness(disk).shutdown()  # free again once the first is gone
 
 
+def test_a_changed_capacity_starts_the_tier_empty_instead_of_failing(disk, caplog):
+    keys = keys_of("p", "q")
+    first = harness(disk, capacity_blocks=16)
+    store_each(first, keys)
+    first.shutdown()
+    second = harness(disk, capacity_blocks=32)
+    try:
+        assert second.tiers[0].num_resident == 0 and second.tiers[0].num_slots > 16
+        assert "previous blocks are discarded" in caplog.text and "another geometry" in caplog.text
+        store_each(second, keys)  # and it works
+    finally:
+        second.shutdown()
+    third = harness(disk, capacity_blocks=32)  # the same geometry again: recovered
+    try:
+        assert third.tiers[0].num_resident == 2
+    finally:
+        third.shutdown()
+
+
 class CollidingDiskTier(kvllm.KvoffloadDiskTier):
     """Every key hashes to the same 64-bit value."""
 
