@@ -34,6 +34,7 @@ them. Options: ``persistent`` (True), ``backend`` (``auto``, ``io_uring``, ``thr
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import mmap
@@ -121,7 +122,14 @@ class _KeyFile:
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, 0)  # another geometry: no key is trusted
-                os.ftruncate(fd, size)
+            # Allocated now, so that a full disk fails here, not as SIGBUS at a later write.
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise OSError(error.errno, f"KvoffloadDiskTier: allocating the key file {path}: {error.strerror}") from error
+                os.ftruncate(fd, size)  # a file system without fallocate
+                os.pwrite(fd, bytes(size), 0)
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
@@ -154,12 +162,6 @@ class _DiskJob:
     hashes: list[int]
     started: float
     all_keys_handled: bool  # False: some keys of a store were dropped, or of a load missing
-
-
-@dataclass(slots=True)
-class _Pin:
-    count: int
-    slot: int
 
 
 @dataclass
@@ -259,7 +261,7 @@ class KvoffloadDiskTier(SecondaryTierManager):
         self._num_slots = num_slots
         self._resident: OrderedDict[bytes, int] = OrderedDict()  # ready blocks, oldest first
         self._pending: dict[bytes, int] = {}  # stores in flight
-        self._pins: dict[bytes, _Pin] = {}  # loads in flight
+        self._pins: dict[int, int] = {}  # disk slot -> loads in flight reading it
         self._slot_hash: list[int | None] = [None] * num_slots  # the hash a slot's record holds
         self._free: list[int] = []
         self._jobs: dict[int, _DiskJob] = {}
@@ -325,25 +327,28 @@ class KvoffloadDiskTier(SecondaryTierManager):
         return OffloadingEvent(keys=keys, medium=self.medium, removed=removed, locality=self.locality)
 
     def _take_slot(self, hash64: int) -> int | None:
-        """A free slot, else the least recently used idle block's (evicted). A slot whose
-        record still holds this very hash (another key's: a 64-bit collision) is discarded
-        first, so a crash mid-write can never leave it readable under the new key."""
+        """A free slot, else the least recently used block's that no load reads (evicted); None
+        when every block is being read. A slot whose record still holds this very hash (another
+        key's: a 64-bit collision) is discarded first, so a crash mid-write can never leave it
+        readable under the new key."""
         if not self._free:
-            for key in self._resident:
-                if key not in self._pins:
-                    slot = self._resident.pop(key)
-                    self._counters.blocks_evicted += 1
-                    if self.events is not None:
-                        self.events.append(self._event([key], removed=True))
-                    self._free.append(slot)
-                    break
-            else:
+            victim = next((k for k, s in self._resident.items() if s not in self._pins), None)
+            if victim is None:
                 return None
+            self._free.append(self._resident.pop(victim))
+            self._counters.blocks_evicted += 1
+            if self.events is not None:
+                self.events.append(self._event([victim], removed=True))
         slot = self._free.pop()
         if self._slot_hash[slot] == hash64:
+            try:
+                self._store.discard(slot)
+            except Exception:  # the record could not be cleared: this key may not go there
+                logger.exception("KvoffloadDiskTier: discarding slot %d failed", slot)
+                self._free.append(slot)
+                return None
+            self._slot_hash[slot] = None
             self._counters.collisions += 1
-            self._store.discard(slot)
-        self._slot_hash[slot] = None  # the store clears the record before the new payload
         return slot
 
     def _finish(self, vllm_job: int, success: bool, **kwargs: Any) -> None:
@@ -369,39 +374,43 @@ class KvoffloadDiskTier(SecondaryTierManager):
     def submit_store(self, job_metadata: TransferJob) -> None:
         keys, slots, hashes, chunks = [], [], [], []
         handled = True
-        for key, chunk in zip(job_metadata.keys, self._chunks(job_metadata.chunk_ids).tolist()):
-            key = bytes(key)
-            if key in self._resident or key in self._pending:
-                continue  # already here, or on its way
-            if len(key) > _MAX_KEY:
-                self._counters.stores_dropped += 1
-                handled = False
-                continue
-            hash64 = self.hash_function(key) & _MASK64
-            slot = self._take_slot(hash64)
-            if slot is None:
-                self._counters.stores_dropped += 1
-                handled = False
-                continue
-            self._keys.write(slot, key, hash64)
-            self._pending[key] = slot
-            keys.append(key)
-            slots.append(slot)
-            hashes.append(hash64)
-            chunks.append(chunk)
-        if not keys:
-            self._finish(job_metadata.job_id, handled, transfer_time=0.0, transfer_bytes=0)
-            return
         try:
-            disk_job = self._store.submit_write(slots, hashes, self._view, chunks, self.block_size_bytes)
+            for key, chunk in zip(job_metadata.keys, self._chunks(job_metadata.chunk_ids).tolist()):
+                key = bytes(key)
+                if key in self._resident or key in self._pending:
+                    continue  # already here, or on its way
+                if len(key) > _MAX_KEY:
+                    self._counters.stores_dropped += 1
+                    handled = False
+                    continue
+                hash64 = self.hash_function(key) & _MASK64
+                slot = self._take_slot(hash64)
+                if slot is None:
+                    self._counters.stores_dropped += 1
+                    handled = False
+                    continue
+                self._pending[key] = slot
+                keys.append(key)
+                slots.append(slot)
+                hashes.append(hash64)
+                chunks.append(chunk)
+                self._keys.write(slot, key, hash64)  # before the store may write the bytes
+            if keys:
+                disk_job = self._store.submit_write(slots, hashes, self._view, chunks, self.block_size_bytes)
         except Exception:
-            logger.exception("KvoffloadDiskTier: a write of %d blocks was refused", len(keys))
+            # Nothing reached the store: the slots keep their records (and _slot_hash) as they were.
+            logger.exception("KvoffloadDiskTier: a write of %d blocks could not be submitted", len(keys))
             for key, slot in zip(keys, slots):
                 del self._pending[key]
                 self._free.append(slot)
             self._counters.failed_jobs += 1
             self._finish(job_metadata.job_id, False)
             return
+        if not keys:
+            self._finish(job_metadata.job_id, handled, transfer_time=0.0, transfer_bytes=0)
+            return
+        for slot in slots:
+            self._slot_hash[slot] = None  # the store clears each record before the new payload
         self._jobs[disk_job] = _DiskJob(job_metadata.job_id, False, keys, slots, hashes, time.monotonic(), handled)
 
     def submit_load(self, job_metadata: TransferJob) -> None:
@@ -410,15 +419,11 @@ class KvoffloadDiskTier(SecondaryTierManager):
         for key, chunk in zip(job_metadata.keys, self._chunks(job_metadata.chunk_ids).tolist()):
             key = bytes(key)
             slot = self._resident.get(key)
-            if slot is None:
-                handled = False  # evicted since its lookup: vLLM recomputes it
+            if slot is None or slot in slots:
+                handled = False  # evicted since its lookup (vLLM recomputes it), or twice here
                 continue
             self._resident.move_to_end(key)
-            pin = self._pins.get(key)
-            if pin is None:
-                self._pins[key] = _Pin(1, slot)
-            else:
-                pin.count += 1
+            self._pins[slot] = self._pins.get(slot, 0) + 1
             keys.append(key)
             slots.append(slot)
             hashes.append(self._slot_hash[slot])
@@ -429,26 +434,32 @@ class KvoffloadDiskTier(SecondaryTierManager):
         try:
             disk_job = self._store.submit_read(slots, hashes, self._view, chunks, self.block_size_bytes)
         except Exception:
-            logger.exception("KvoffloadDiskTier: a read of %d blocks was refused", len(keys))
-            for key in keys:
-                self._unpin(key)
+            logger.exception("KvoffloadDiskTier: a read of %d blocks could not be submitted", len(keys))
+            for key, slot in zip(keys, slots):
+                self._unpin(key, slot)
             self._counters.failed_jobs += 1
             self._finish(job_metadata.job_id, False)
             return
         self._jobs[disk_job] = _DiskJob(job_metadata.job_id, True, keys, slots, hashes, time.monotonic(), handled)
 
-    def _unpin(self, key: bytes) -> None:
-        pin = self._pins[key]
-        pin.count -= 1
-        if pin.count == 0:
-            del self._pins[key]
-            if self._resident.get(key) != pin.slot:  # dropped while read: free its slot now
-                self._store.discard(pin.slot)
-                self._slot_hash[pin.slot] = None
-                self._free.append(pin.slot)
+    def _unpin(self, key: bytes, slot: int) -> None:
+        count = self._pins[slot] - 1
+        if count:
+            self._pins[slot] = count
+            return
+        del self._pins[slot]
+        if self._resident.get(key) == slot:
+            return
+        # The block was dropped while being read: its slot is free now.
+        try:
+            self._store.discard(slot)
+            self._slot_hash[slot] = None
+        except Exception:  # its record stays (and _slot_hash with it); a write clears it later
+            logger.exception("KvoffloadDiskTier: discarding slot %d failed", slot)
+        self._free.append(slot)
 
-    def _drop_lost(self, key: bytes) -> None:
-        if self._resident.get(key) is not None:
+    def _drop_lost(self, key: bytes, slot: int) -> None:
+        if self._resident.get(key) == slot:  # not a newer copy of the key elsewhere
             del self._resident[key]
             self._counters.blocks_lost += 1
             if self.events is not None:
@@ -479,10 +490,10 @@ class KvoffloadDiskTier(SecondaryTierManager):
             )
             return
         lost = set(job.keys) if failed else {job.keys[job.slots.index(s)] for s in status.lost}
-        for key in job.keys:
+        for key, slot in zip(job.keys, job.slots):
             if key in lost:
-                self._drop_lost(key)
-            self._unpin(key)
+                self._drop_lost(key, slot)
+            self._unpin(key, slot)
         good = [k for k in job.keys if k not in lost]
         success = job.all_keys_handled and not lost
         self._finish(

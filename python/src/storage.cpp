@@ -13,10 +13,12 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -70,23 +72,37 @@ IoBackend backend_of(const std::string& name) {
 /**
  * @brief A BlockStore as Python holds it: every buffer a job uses stays exported until the job
  * has been reported (poll/wait) or the store is closed, so its owner cannot free or resize it
- * under the I/O.
+ * under the I/O. Calls run without the GIL under a shared lock; close() takes it exclusively,
+ * so a store is never destroyed under a call another thread is making.
  */
 class PyBlockStore {
  public:
   explicit PyBlockStore(const BlockStoreOptions& options) {
     nb::gil_scoped_release unlocked;
-    store_ = storage::make_block_store(options);
+    store_       = storage::make_block_store(options);
+    block_bytes_ = store_->block_bytes();
+    num_slots_   = store_->num_slots();
   }
   PyBlockStore(const PyBlockStore&)            = delete;
   PyBlockStore& operator=(const PyBlockStore&) = delete;
   ~PyBlockStore() { close(); }
 
+  /// Run `work(store)` without the GIL, the store kept alive meanwhile.
+  /// @throws logic_error after close()
+  template <class Work>
+  decltype(auto) run(Work&& work) const {
+    nb::gil_scoped_release unlocked;
+    std::shared_lock lock{lifetime_};
+    KVO_EXPECTS(store_ != nullptr, "block store: used after close()");
+    return std::forward<Work>(work)(*store_);
+  }
+
   /// Waits for every job, then lets go of the files, the lock and every exported buffer.
   void close() {
-    if (store_) {
+    {
       nb::gil_scoped_release unlocked;
-      store_.reset();  // finishes every queued I/O first
+      std::unique_lock lock{lifetime_};  // waits for calls in other threads
+      store_.reset();                    // finishes every queued I/O first
     }
     buffers_.clear();
     registered_.reset();
@@ -98,7 +114,7 @@ class PyBlockStore {
                    nb::handle buffer,
                    const HashArg& buffer_slots,
                    std::optional<std::size_t> stride) {
-    BlockStore& store     = open_store();
+    run([](BlockStore&) {});  // "used after close()" before any other complaint
     const auto disk_slots = slots.view();
     const auto keys       = hashes.view();
     const auto positions  = buffer_slots.view();
@@ -107,7 +123,7 @@ class PyBlockStore {
                     std::to_string(keys.size()) + " hashes and " +
                     std::to_string(positions.size()) + " buffer slots: they must match");
     auto exported             = std::make_shared<ExportedBuffer>(buffer, !write);
-    const std::size_t bytes   = store.block_bytes();
+    const std::size_t bytes   = block_bytes_;
     const std::size_t spacing = stride.value_or(bytes);
     KVO_EXPECTS(spacing >= bytes,
                 "block store: stride " + std::to_string(spacing) + " is below the block size " +
@@ -123,72 +139,55 @@ class PyBlockStore {
                       " bytes");
     }
     for (const std::uint64_t slot : disk_slots)
-      KVO_EXPECTS(slot < store.num_slots(),
+      KVO_EXPECTS(slot < num_slots_,
                   "block store: disk slot " + std::to_string(slot) + " is out of range (" +
-                      std::to_string(store.num_slots()) + " slots)");
-    DiskJobId job{};
-    {
-      nb::gil_scoped_release unlocked;
+                      std::to_string(num_slots_) + " slots)");
+    const DiskJobId job = run([&](BlockStore& store) {
       if (write) {
         std::vector<storage::DiskWrite> blocks(disk_slots.size());
         for (std::size_t i = 0; i < blocks.size(); ++i)
           blocks[i] = {static_cast<BlockId>(disk_slots[i]),
                        keys[i],
                        exported->data() + positions[i] * spacing};
-        job = store.submit_write(blocks);
-      } else {
-        std::vector<storage::DiskRead> blocks(disk_slots.size());
-        for (std::size_t i = 0; i < blocks.size(); ++i)
-          blocks[i] = {static_cast<BlockId>(disk_slots[i]),
-                       keys[i],
-                       exported->data() + positions[i] * spacing};
-        job = store.submit_read(blocks);
+        return store.submit_write(blocks);
       }
-    }
+      std::vector<storage::DiskRead> blocks(disk_slots.size());
+      for (std::size_t i = 0; i < blocks.size(); ++i)
+        blocks[i] = {static_cast<BlockId>(disk_slots[i]),
+                     keys[i],
+                     exported->data() + positions[i] * spacing};
+      return store.submit_read(blocks);
+    });
     buffers_.emplace(job, std::move(exported));
     return job;
   }
 
   DiskJobStatus status(DiskJobId job, bool block) {
-    BlockStore& store = open_store();
-    DiskJobStatus status;
-    {
-      nb::gil_scoped_release unlocked;
-      status = block ? store.wait(job) : store.poll(job);
-    }
+    DiskJobStatus status =
+        run([&](BlockStore& store) { return block ? store.wait(job) : store.poll(job); });
     if (status.state != DiskJobState::kPending) buffers_.erase(job);
     return status;
   }
 
   void register_host_memory(nb::handle buffer) {
-    BlockStore& store = open_store();
-    auto exported     = std::make_unique<ExportedBuffer>(buffer, true);
-    {
-      nb::gil_scoped_release unlocked;
+    auto exported = std::make_unique<ExportedBuffer>(buffer, true);
+    run([&](BlockStore& store) {
       store.register_host_memory({exported->data(), exported->size()});
-    }
+    });
     registered_ = std::move(exported);
   }
 
-  /// Run `work(store)` without the GIL.
-  template <class Work>
-  decltype(auto) run(Work&& work) {
-    BlockStore& store = open_store();
-    nb::gil_scoped_release unlocked;
-    return std::forward<Work>(work)(store);
-  }
-
-  [[nodiscard]] BlockStore& open_store() const {
-    KVO_EXPECTS(store_ != nullptr, "block store: used after close()");
-    return *store_;
-  }
   [[nodiscard]] std::size_t jobs_outstanding() const noexcept { return buffers_.size(); }
+  [[nodiscard]] std::size_t num_slots() const noexcept { return num_slots_; }
+  [[nodiscard]] std::size_t block_bytes() const noexcept { return block_bytes_; }
 
  private:
   // Declared before store_, so the store (which finishes its I/O) goes first.
   std::unordered_map<DiskJobId, std::shared_ptr<ExportedBuffer>> buffers_;
   std::unique_ptr<ExportedBuffer> registered_;
   std::unique_ptr<BlockStore> store_;
+  std::size_t block_bytes_{0}, num_slots_{0};
+  mutable std::shared_mutex lifetime_;  // shared by calls, exclusive for close()
 };
 
 nb::dict stats_dict(const storage::BlockStoreStats& s) {
@@ -251,31 +250,36 @@ void bind_storage(nb::module_& m) {
              bool direct_io,
              unsigned queue_depth,
              unsigned io_threads,
-             bool verify_checksums) {
-            new (self) PyBlockStore(BlockStoreOptions{.directories      = std::move(directories),
-                                                      .block_bytes      = block_bytes,
-                                                      .capacity_bytes   = capacity_bytes,
-                                                      .persistent       = persistent,
-                                                      .backend          = backend_of(backend),
-                                                      .direct_io        = direct_io,
-                                                      .queue_depth      = queue_depth,
-                                                      .io_threads       = io_threads,
-                                                      .verify_checksums = verify_checksums});
+             bool verify_checksums,
+             std::int64_t completion_delay_us) {
+            new (self) PyBlockStore(BlockStoreOptions{
+                .directories      = std::move(directories),
+                .block_bytes      = block_bytes,
+                .capacity_bytes   = capacity_bytes,
+                .persistent       = persistent,
+                .backend          = backend_of(backend),
+                .direct_io        = direct_io,
+                .queue_depth      = queue_depth,
+                .io_threads       = io_threads,
+                .verify_checksums = verify_checksums,
+                .completion_delay = std::chrono::microseconds{completion_delay_us}});
           },
           "directories"_a,
           "block_bytes"_a,
           "capacity_bytes"_a,
           nb::kw_only(),
-          "persistent"_a       = false,
-          "backend"_a          = "auto",
-          "direct_io"_a        = true,
-          "queue_depth"_a      = 32u,
-          "io_threads"_a       = 4u,
-          "verify_checksums"_a = true,
+          "persistent"_a          = false,
+          "backend"_a             = "auto",
+          "direct_io"_a           = true,
+          "queue_depth"_a         = 32u,
+          "io_threads"_a          = 4u,
+          "verify_checksums"_a    = true,
+          "completion_delay_us"_a = 0,
           "Open (create, or with persistent=True reopen and recover) a store on the directories.\n"
           "backend: 'auto', 'io_uring' or 'thread_pool'. Raises LogicError for bad options and\n"
           "RuntimeFailure naming the path (missing directory, no space, another store holding\n"
-          "the directory, another format or geometry).")
+          "the directory, another format or geometry). completion_delay_us is a test hook: every\n"
+          "job completes no earlier than that after its submission.")
       .def(
           "submit_write",
           [](PyBlockStore& self,
@@ -344,24 +348,30 @@ void bind_storage(nb::module_& m) {
           "recovered",
           [](const PyBlockStore& self) {
             std::vector<std::pair<std::int64_t, std::uint64_t>> out;
-            for (const auto& b : self.open_store().recovered())
+            for (const auto& b : self.run([](BlockStore& st) { return st.recovered(); }))
               out.emplace_back(b.slot, b.hash);
             return out;
           },
           "(slot, hash) of each block found at open (persistent stores).")
-      .def_prop_ro("num_slots", [](const PyBlockStore& s) { return s.open_store().num_slots(); })
-      .def_prop_ro("block_bytes",
-                   [](const PyBlockStore& s) { return s.open_store().block_bytes(); })
-      .def_prop_ro("slot_bytes", [](const PyBlockStore& s) { return s.open_store().slot_bytes(); })
+      .def_prop_ro("num_slots", &PyBlockStore::num_slots)
+      .def_prop_ro("block_bytes", &PyBlockStore::block_bytes)
+      .def_prop_ro("slot_bytes",
+                   [](const PyBlockStore& s) {
+                     return s.run([](BlockStore& st) { return st.slot_bytes(); });
+                   })
       .def_prop_ro("jobs_outstanding",
                    &PyBlockStore::jobs_outstanding,
                    "Jobs submitted and not yet reported by poll or wait.")
       .def(
           "stats",
-          [](PyBlockStore& self) { return stats_dict(self.open_store().stats()); },
+          [](PyBlockStore& self) {
+            return stats_dict(self.run([](BlockStore& st) { return st.stats(); }));
+          },
           "Counters and gauges as a dict.")
       .def_prop_ro("description",
-                   [](const PyBlockStore& s) { return s.open_store().description(); })
+                   [](const PyBlockStore& s) {
+                     return s.run([](BlockStore& st) { return st.description(); });
+                   })
       .def("__enter__", [](nb::handle self) { return self; })
       .def(
           "__exit__",

@@ -102,3 +102,27 @@ def test_a_persistent_store_recovers_its_blocks_and_locks_its_directory(director
         target = bytearray(BLOCK)
         assert second.wait(second.submit_read([4], [40], target, [0])).lost == []
         assert target == block(4)
+
+
+def test_close_waits_for_a_call_another_thread_is_making(directory):
+    import threading
+    import time
+
+    store = open_store(directory, completion_delay_us=300_000)
+    job = store.submit_write([0], [1], bytearray(block(0)), [0])
+    outcome = {}
+
+    def waiter():
+        try:
+            outcome["state"] = store.wait(job).state  # the GIL is released meanwhile
+        except Exception as error:  # noqa: BLE001 - reported below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.05)  # the waiter is inside wait()
+    store.close()  # must not destroy the store under it
+    thread.join()
+    assert outcome == {"state": kvoffload.DiskJobState.DONE}
+    with pytest.raises(kvoffload.LogicError, match="used after close"):
+        store.poll(job)

@@ -371,6 +371,135 @@ def test_blocks_being_read_are_never_evicted(disk):
         del kv
 
 
+class _SteeredStore:
+    """The tier's real store, with reads steered: those in ``hold`` stay pending, those in
+    ``lose`` finish with every slot lost (a checksum failure), ``refuse_writes`` makes the next
+    submit_write raise as a rejected job would."""
+
+    def __init__(self, real):
+        self.real, self.hold, self.lose, self.refuse_writes, self._slots = real, set(), set(), False, {}
+
+    def submit_read(self, slots, *args):
+        job = self.real.submit_read(slots, *args)
+        self._slots[job] = list(slots)
+        return job
+
+    def submit_write(self, *args):
+        if self.refuse_writes:
+            self.refuse_writes = False
+            raise kvoffload.LogicError("refused by the test")
+        return self.real.submit_write(*args)
+
+    def poll(self, job):
+        if job in self.hold:
+            return type("Pending", (), {"state": kvoffload.DiskJobState.PENDING, "error": "", "lost": []})()
+        status = self.real.wait(job)
+        if job in self.lose:
+            return type("Lost", (), {"state": kvoffload.DiskJobState.DONE, "error": "", "lost": self._slots[job]})()
+        return status
+
+    wait = poll
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def assert_every_slot_accounted_once(tier):
+    free = list(tier._free)
+    assert len(free) == len(set(free)), f"a slot is free twice: {sorted(free)}"
+    resident, pending = set(tier._resident.values()), set(tier._pending.values())
+    dropped_but_read = set(tier._pins) - resident
+    parts = [set(free), resident, pending, dropped_but_read]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == tier.num_slots, parts
+
+
+def tier_job(job_id, keys, chunks, promotion):
+    from vllm.v1.kv_offload.base import ReqContext
+    from vllm.v1.kv_offload.tiering.base import TransferJob
+
+    return TransferJob(job_id=job_id, keys=keys, chunk_ids=np.asarray(chunks, dtype=np.int64),
+                       is_promotion=promotion, req_context=ReqContext(req_id="steered"))
+
+
+def disk_job_of(tier, vllm_job):
+    return next(d for d, j in tier._jobs.items() if j.vllm_job == vllm_job)
+
+
+def results_until(tier, vllm_job, results=None):
+    """get_finished_jobs() until ``vllm_job`` is reported (held reads stay pending)."""
+    results = {} if results is None else results
+    for _ in range(10_000):
+        results.update((r.job_id, r.success) for r in tier.get_finished_jobs())
+        if vllm_job in results:
+            return results
+    raise AssertionError(f"job {vllm_job} was never reported")
+
+
+def test_a_block_lost_twice_while_an_older_read_runs_leaks_no_slot(disk):
+    config = tier_config(disk, capacity_blocks=4, direct_io=False)
+    tier, kv, region = bench.standalone_tier(config, str(disk), 16, BLOCK, f"kvoffload-lost2-{os.getpid()}")
+    try:
+        store = tier._store = _SteeredStore(tier._store)
+        (key,) = keys_of("twice-lost")
+        kv[0] = bench.pattern(key, BLOCK)
+        tier.submit_store(tier_job(1, [key], [0], False))
+        results = results_until(tier, 1)
+        tier.submit_load(tier_job(2, [key], [10], True))  # a slow read of the first copy
+        store.hold.add(disk_job_of(tier, 2))
+        tier.submit_load(tier_job(3, [key], [11], True))  # lost: the key is dropped
+        store.lose.add(disk_job_of(tier, 3))
+        results_until(tier, 3, results)
+        tier.submit_store(tier_job(4, [key], [0], False))  # recomputed and stored again
+        results_until(tier, 4, results)
+        tier.submit_load(tier_job(5, [key], [12], True))  # the new copy is lost too
+        store.lose.add(disk_job_of(tier, 5))
+        results_until(tier, 5, results)
+        store.hold.clear()
+        results_until(tier, 2, results)
+        assert results == {1: True, 2: True, 3: False, 4: True, 5: False}
+        assert not tier._pins and tier.num_resident == 0
+        assert_every_slot_accounted_once(tier)
+        assert len(tier._free) == tier.num_slots
+    finally:
+        tier.shutdown()
+        del kv
+
+
+def test_a_refused_write_keeps_the_slots_old_record_for_the_collision_check(disk, monkeypatch):
+    """Slot S keeps the record of an evicted block when the write that evicted it is refused;
+    a later key with that block's very hash must still discard S before using it."""
+    class HalfColliding(kvllm.KvoffloadDiskTier):
+        # "refused" has a hash of its own; every other key collides with every other.
+        hash_function = staticmethod(lambda key: 2 if key.startswith(b"refused") else 99)
+
+    monkeypatch.setattr(kvllm, "HalfColliding", HalfColliding, raising=False)
+    config = dict(tier_config(disk, capacity_blocks=4), type="HalfColliding", direct_io=False)
+    engine = f"kvoffload-refused-{os.getpid()}"
+    tier, kv, region = bench.standalone_tier(config, str(disk), 16, BLOCK, engine)
+    first = keys_of(*(f"old{i}" for i in range(tier.num_slots)))
+    for i, key in enumerate(first):
+        kv[i] = bench.pattern(key, BLOCK)
+    tier.submit_store(tier_job(1, first, list(range(tier.num_slots)), False))
+    tier.drain_jobs()
+    tier.get_finished_jobs()
+    store = tier._store = _SteeredStore(tier._store)
+    store.refuse_writes = True
+    (refused,) = keys_of("refused")
+    tier.submit_store(tier_job(2, [refused], [8], False))  # evicts old0, then the store refuses
+    assert [r.success for r in tier.get_finished_jobs()] == [False]
+    assert_every_slot_accounted_once(tier)
+    discards = []
+    store.real_discard = store.real.discard
+    monkeypatch.setattr(type(store), "discard", lambda self, slot: (discards.append(slot), self.real.discard(slot)),
+                        raising=False)
+    (newcomer,) = keys_of("newcomer")
+    kv[9] = bench.pattern(newcomer, BLOCK)
+    tier.submit_store(tier_job(3, [newcomer], [9], False))  # takes old0's slot: same hash
+    assert discards, "the slot with the evicted block's record was reused without a discard"
+    tier.shutdown()
+    del kv
+
+
 def test_misconfiguration_names_the_offending_value(disk):
     with pytest.raises(ValueError, match="capacity_bytes must be a positive int.*got None"):
         bench.TieredHarness(8, [dict(bench.TIER, root_dir=str(disk))], "kvoffload-bad-1")
