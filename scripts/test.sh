@@ -18,7 +18,7 @@ ctest --test-dir build --output-on-failure -j"$JOBS"
 echo "== Python package: pip install . into a venv, then pytest tests/python"
 KVOFFLOAD_REPLAY="$PWD/build/bench/kvoffload-replay" scripts/python-test.sh
 
-echo "== vLLM integration: our eviction policies inside vllm==0.33.0 (cached venv)"
+echo "== vLLM integration: our eviction policies and disk tier inside vllm==0.33.0 (cached venv)"
 scripts/vllm-test.sh
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build: build-asan/"
