@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the vLLM integration tests (tests/python/test_vllm_*.py: the eviction policies and the
-# disk tier) against the real vllm==0.33.0: reuses the cached venv (installing vLLM and the
-# torch it pins only when `import vllm` fails there), installs this package into it, runs
-# pytest. Exits non-zero on any failure, when vLLM is not 0.33.0, and when pytest collects or
-# runs no test (a skipped module counts as a failure here: this script exists so that it never
-# skips).
+# Runs the vLLM integration tests (tests/python/test_vllm_*.py: the eviction policies, the disk
+# tier, the experimental worker) against the real vllm==0.33.0: reuses the cached venv
+# (installing vLLM and the torch it pins only when `import vllm` fails there), installs this
+# package into it, runs pytest. Exits non-zero on any failure, when vLLM is not 0.33.0, and when
+# pytest collects or runs no test (a skipped module counts as a failure here: this script exists
+# so that it never skips).
 #   PYTHON=python3                                  the interpreter the venv is made from
 #   KVOFFLOAD_VLLM_VENV=$HOME/.cache/kvoffload-vllm-venv  the cached venv
 set -euo pipefail
@@ -44,7 +44,7 @@ echo "kvoffload: venv $venv (vLLM $installed)"
 mkdir -p build-vllm
 set +e
 "$venv/bin/python" -m pytest -p no:cacheprovider -q -rs tests/python/test_vllm_policy.py \
-  tests/python/test_vllm_disk_tier.py "$@" \
+  tests/python/test_vllm_disk_tier.py tests/python/test_vllm_worker.py "$@" \
   | tee build-vllm/pytest.log
 status=${PIPESTATUS[0]}
 set -e

@@ -57,6 +57,10 @@ with the transfer engine (the CUDA engine on a GPU, else the host engine): ``sto
 hash and GPU block ids, ``poll``/``wait`` for finished jobs. GPU addresses (``tensor.data_ptr()``)
 and CUDA events are passed as ints; the memory must outlive the Offloader.
 
+The transfer engine alone: ``make_transfer_engine(tensors, num_gpu_blocks, host_slots)`` owns its
+host slots (pinned with a GPU) and moves blocks by GPU block and host slot id
+(``store``/``load``, ``poll``/``wait``); no manager. kvoffload.vllm's experimental worker uses it.
+
 The disk tier: ``BlockStore(directories, block_bytes, capacity_bytes, persistent=True)`` keeps
 fixed-size blocks in preallocated files (O_DIRECT and io_uring where available, CRC32C checked on
 every read, recovered after a restart); ``submit_write``/``submit_read`` take disk slots, hashes
@@ -86,11 +90,15 @@ from ._kvoffload import (
     StoreTicket,
     TieredStats,
     TierLocation,
+    TransferEngine,
+    TransferState,
+    TransferStatus,
     TransferKind,
     TransferPlan,
     __version__,
     make_manager,
     make_offloader,
+    make_transfer_engine,
     metrics_text,
     policy_specs,
     spec_help,
@@ -115,11 +123,15 @@ __all__ = [
     "StoreTicket",
     "TierLocation",
     "TieredStats",
+    "TransferEngine",
     "TransferKind",
+    "TransferState",
+    "TransferStatus",
     "TransferPlan",
     "__version__",
     "make_manager",
     "make_offloader",
+    "make_transfer_engine",
     "metrics_text",
     "policy_specs",
     "replay",

@@ -2,7 +2,10 @@
 
 The disk tier, :class:`KvoffloadDiskTier`, is a ``secondary_tiers`` entry
 (``"type": "KvoffloadDiskTier", "module_path": "kvoffload.vllm"``): see
-:mod:`kvoffload.vllm_disk_tier`.
+:mod:`kvoffload.vllm_disk_tier`. EXPERIMENTAL (never run on a GPU yet):
+:class:`KvoffloadOffloadingSpec` (``"spec_name": "KvoffloadOffloadingSpec", "spec_module_path":
+"kvoffload.vllm"``) moves the blocks with kvoffload's transfer engine; see
+:mod:`kvoffload.vllm_worker`.
 
 Load one with ``"eviction_policy": "kvoffload_density"`` (or ``kvoffload_arc``,
 ``kvoffload_weighted``, ``kvoffload_lru``; ``kvoffload_density_admission`` for comparison) and ``"cache_policy_module_path": "kvoffload.vllm"``
@@ -56,10 +59,12 @@ except ImportError as error:  # pragma: no cover - exercised only without vLLM
 from ._kvoffload import make_manager
 from ._vllm_keys import key_hash64
 from .vllm_disk_tier import KvoffloadDiskTier
+from .vllm_worker import KvoffloadOffloadingSpec
 
 __all__ = [
     "KvoffloadCachePolicy",
     "KvoffloadDiskTier",
+    "KvoffloadOffloadingSpec",
     "kvoffload_arc",
     "kvoffload_density",
     "kvoffload_density_admission",

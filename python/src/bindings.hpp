@@ -61,5 +61,6 @@ void bind_manager(nanobind::module_& m);
 void bind_replay(nanobind::module_& m);
 void bind_offloader(nanobind::module_& m);
 void bind_storage(nanobind::module_& m);
+void bind_transfer(nanobind::module_& m);
 
 }  // namespace kvoffload::python

@@ -24,4 +24,5 @@ NB_MODULE(_kvoffload, m) {
   kvoffload::python::bind_replay(m);
   kvoffload::python::bind_offloader(m);
   kvoffload::python::bind_storage(m);
+  kvoffload::python::bind_transfer(m);
 }
