@@ -3,14 +3,18 @@
 
 #include <kvoffload/offloading_manager.hpp>
 #include <kvoffload/tiered_manager.hpp>
+#include <kvoffload/transfer/kv_layout.hpp>
 
 #include <nanobind/nanobind.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 namespace kvoffload::python {
 
@@ -55,6 +59,14 @@ class Manager {
   std::size_t block_size_{0};
   std::mutex mutex_;
 };
+
+/// A GPU KV tensor as Python passes it: (base address, block stride bytes, chunk bytes, layer).
+using TensorTuple = std::tuple<std::uintptr_t, std::size_t, std::size_t, std::uint32_t>;
+
+/// The layout of make_offloader and make_transfer_engine. @throws logic_error for a bad one
+transfer::KvLayout kv_layout_of(const std::vector<TensorTuple>& tensors,
+                                std::size_t num_gpu_blocks,
+                                std::size_t gpu_blocks_per_slot);
 
 void bind_types(nanobind::module_& m);
 void bind_manager(nanobind::module_& m);

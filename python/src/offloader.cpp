@@ -39,8 +39,6 @@ class PyOffloader {
   std::mutex mutex_;
 };
 
-using TensorTuple = std::tuple<std::uintptr_t, std::size_t, std::size_t, std::uint32_t>;
-
 std::vector<BlockId> block_ids(const std::vector<std::int64_t>& ids) {
   return {ids.begin(), ids.end()};
 }
@@ -87,6 +85,19 @@ TransferOptions options_of(std::uintptr_t wait_event, bool per_layer_events, boo
 }
 
 }  // namespace
+
+transfer::KvLayout kv_layout_of(const std::vector<TensorTuple>& tensors,
+                                std::size_t num_gpu_blocks,
+                                std::size_t gpu_blocks_per_slot) {
+  std::vector<transfer::KvTensor> kv;
+  for (const auto& [base, stride, chunk, layer] : tensors) {
+    kv.push_back({.base               = reinterpret_cast<std::byte*>(base),
+                  .block_stride_bytes = stride,
+                  .chunk_bytes        = chunk,
+                  .layer              = layer});
+  }
+  return {std::move(kv), num_gpu_blocks, gpu_blocks_per_slot};
+}
 
 void bind_offloader(nb::module_& m) {
   nb::enum_<StoreTicket::Outcome>(m, "StoreOutcome")
@@ -267,14 +278,8 @@ void bind_offloader(nb::module_& m) {
          std::size_t gpu_blocks_per_slot,
          bool force_host,
          int device) {
-        std::vector<transfer::KvTensor> kv;
-        for (const auto& [base, stride, chunk, layer] : tensors) {
-          kv.push_back({.base               = reinterpret_cast<std::byte*>(base),
-                        .block_stride_bytes = stride,
-                        .chunk_bytes        = chunk,
-                        .layer              = layer});
-        }
-        const transfer::KvLayout layout{std::move(kv), num_gpu_blocks, gpu_blocks_per_slot};
+        const transfer::KvLayout layout =
+            kv_layout_of(tensors, num_gpu_blocks, gpu_blocks_per_slot);
         const transfer::TransferEngineOptions options{.device = device, .force_host = force_host};
         nb::gil_scoped_release unlocked;  // pinning the host slots takes a while
         return new PyOffloader(make_offloader(spec, layout, host_slots, options));

@@ -205,6 +205,18 @@ nb::dict stats_dict(const storage::BlockStoreStats& s) {
   return d;
 }
 
+/// submit_write (write) or submit_read as a method of PyBlockStore.
+auto submit_method(bool write) {
+  return [write](PyBlockStore& self,
+                 const HashArg& slots,
+                 const HashArg& hashes,
+                 nb::handle buffer,
+                 const HashArg& buffer_slots,
+                 std::optional<std::size_t> stride) {
+    return self.submit(write, slots, hashes, buffer, buffer_slots, stride);
+  };
+}
+
 }  // namespace
 
 void bind_storage(nb::module_& m) {
@@ -280,40 +292,24 @@ void bind_storage(nb::module_& m) {
           "RuntimeFailure naming the path (missing directory, no space, another store holding\n"
           "the directory, another format or geometry). completion_delay_us is a test hook: every\n"
           "job completes no earlier than that after its submission.")
-      .def(
-          "submit_write",
-          [](PyBlockStore& self,
-             const HashArg& slots,
-             const HashArg& hashes,
-             nb::handle buffer,
-             const HashArg& buffer_slots,
-             std::optional<std::size_t> stride) {
-            return self.submit(true, slots, hashes, buffer, buffer_slots, stride);
-          },
-          "slots"_a,
-          "hashes"_a,
-          "buffer"_a,
-          "buffer_slots"_a,
-          "stride"_a = nb::none(),
-          "Write block i (buffer bytes [buffer_slots[i] * stride, + block_bytes)) to disk slot\n"
-          "slots[i] as hashes[i]; stride defaults to block_bytes. Returns the job id at once.")
-      .def(
-          "submit_read",
-          [](PyBlockStore& self,
-             const HashArg& slots,
-             const HashArg& hashes,
-             nb::handle buffer,
-             const HashArg& buffer_slots,
-             std::optional<std::size_t> stride) {
-            return self.submit(false, slots, hashes, buffer, buffer_slots, stride);
-          },
-          "slots"_a,
-          "hashes"_a,
-          "buffer"_a,
-          "buffer_slots"_a,
-          "stride"_a = nb::none(),
-          "Read disk slot slots[i], expected to hold hashes[i], into the (writable) buffer at\n"
-          "buffer_slots[i] * stride. Returns the job id at once.")
+      .def("submit_write",
+           submit_method(true),
+           "slots"_a,
+           "hashes"_a,
+           "buffer"_a,
+           "buffer_slots"_a,
+           "stride"_a = nb::none(),
+           "Write block i (buffer bytes [buffer_slots[i] * stride, + block_bytes)) to disk slot\n"
+           "slots[i] as hashes[i]; stride defaults to block_bytes. Returns the job id at once.")
+      .def("submit_read",
+           submit_method(false),
+           "slots"_a,
+           "hashes"_a,
+           "buffer"_a,
+           "buffer_slots"_a,
+           "stride"_a = nb::none(),
+           "Read disk slot slots[i], expected to hold hashes[i], into the (writable) buffer at\n"
+           "buffer_slots[i] * stride. Returns the job id at once.")
       .def(
           "poll",
           [](PyBlockStore& self, DiskJobId job) { return self.status(job, false); },

@@ -85,7 +85,16 @@ class PyTransferEngine {
   std::mutex mutex_;
 };
 
-using TensorTuple = std::tuple<std::uintptr_t, std::size_t, std::size_t, std::uint32_t>;
+/// store (kStore) or load as a method of PyTransferEngine.
+auto submit_method(Direction direction) {
+  return [direction](PyTransferEngine& self,
+                     const std::vector<std::int64_t>& gpu_blocks,
+                     const std::vector<std::int64_t>& host_slots,
+                     bool gpu_busy,
+                     std::uintptr_t wait_event) {
+    return self.submit(direction, gpu_blocks, host_slots, gpu_busy, wait_event);
+  };
+}
 
 }  // namespace
 
@@ -116,35 +125,21 @@ void bind_transfer(nb::module_& m) {
       "addresses as host memory). Host slot s holds gpu_blocks_per_slot GPU blocks, block-major,\n"
       "each tensor's chunk at tensor_offset(t). Jobs are ints; poll/wait report a terminal\n"
       "state once. The memory behind every GPU address must outlive the engine.")
-      .def(
-          "store",
-          [](PyTransferEngine& self,
-             const std::vector<std::int64_t>& gpu_blocks,
-             const std::vector<std::int64_t>& host_slots,
-             bool gpu_busy,
-             std::uintptr_t wait_event) {
-            return self.submit(Direction::kStore, gpu_blocks, host_slots, gpu_busy, wait_event);
-          },
-          "gpu_blocks"_a,
-          "host_slots"_a,
-          "gpu_busy"_a   = false,
-          "wait_event"_a = 0,
-          "Copy GPU blocks into host slots (k GPU blocks per slot, in order); returns the job.\n"
-          "wait_event: a cudaEvent_t as an int the copy waits for (0: none).")
-      .def(
-          "load",
-          [](PyTransferEngine& self,
-             const std::vector<std::int64_t>& gpu_blocks,
-             const std::vector<std::int64_t>& host_slots,
-             bool gpu_busy,
-             std::uintptr_t wait_event) {
-            return self.submit(Direction::kLoad, gpu_blocks, host_slots, gpu_busy, wait_event);
-          },
-          "gpu_blocks"_a,
-          "host_slots"_a,
-          "gpu_busy"_a   = false,
-          "wait_event"_a = 0,
-          "Copy host slots into GPU blocks; returns the job.")
+      .def("store",
+           submit_method(Direction::kStore),
+           "gpu_blocks"_a,
+           "host_slots"_a,
+           "gpu_busy"_a   = false,
+           "wait_event"_a = 0,
+           "Copy GPU blocks into host slots (k GPU blocks per slot, in order); returns the job.\n"
+           "wait_event: a cudaEvent_t as an int the copy waits for (0: none).")
+      .def("load",
+           submit_method(Direction::kLoad),
+           "gpu_blocks"_a,
+           "host_slots"_a,
+           "gpu_busy"_a   = false,
+           "wait_event"_a = 0,
+           "Copy host slots into GPU blocks; returns the job.")
       .def(
           "poll",
           [](PyTransferEngine& self, transfer::JobId job) {
@@ -193,14 +188,8 @@ void bind_transfer(nb::module_& m) {
          std::size_t gpu_blocks_per_slot,
          bool force_host,
          int device) {
-        std::vector<transfer::KvTensor> kv;
-        for (const auto& [base, stride, chunk, layer] : tensors) {
-          kv.push_back({.base               = reinterpret_cast<std::byte*>(base),
-                        .block_stride_bytes = stride,
-                        .chunk_bytes        = chunk,
-                        .layer              = layer});
-        }
-        const transfer::KvLayout layout{std::move(kv), num_gpu_blocks, gpu_blocks_per_slot};
+        const transfer::KvLayout layout =
+            kv_layout_of(tensors, num_gpu_blocks, gpu_blocks_per_slot);
         const transfer::TransferEngineOptions options{.device = device, .force_host = force_host};
         nb::gil_scoped_release unlocked;  // pinning the host slots takes a while
         return new PyTransferEngine(layout, host_slots, options);
