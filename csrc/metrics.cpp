@@ -256,8 +256,9 @@ void header(std::ostream& out, const Family<Stats>& family) {
 
 /// A bucket bound or a sum in the shortest text that reads back as the same double.
 std::string number(double value) {
-  char text[32];
-  const auto result = std::to_chars(std::begin(text), std::end(text), value);
+  char text[64];  // fixed notation ("0.0005", not "5e-04"), as Prometheus clients write bounds
+  auto result = std::to_chars(std::begin(text), std::end(text), value, std::chars_format::fixed);
+  if (result.ec != std::errc{}) result = std::to_chars(std::begin(text), std::end(text), value);
   return {std::begin(text), result.ptr};
 }
 

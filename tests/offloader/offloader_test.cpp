@@ -223,6 +223,7 @@ TEST(Offloader, JobLatenciesAreCountedPerDirectionFailuresIncluded) {
                   "kvoffload_offloader_job_latency_seconds_bucket{manager=\"kv\",job=\"load\","
                   "le=\"+Inf\"} 1\n");
   expect_contains(text, "job=\"store\",le=\"30\"} 2\n");
+  expect_contains(text, "job=\"store\",le=\"0.0005\"} ");  // bounds in fixed notation
   expect_contains(text,
                   "kvoffload_offloader_bytes_stored_total{manager=\"kv\"} " +
                       std::to_string(2 * s.cache.layout->host_slot_bytes()) + "\n");
