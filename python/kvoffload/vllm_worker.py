@@ -156,6 +156,14 @@ class KvoffloadOffloadingWorker(OffloadingWorker):
 class KvoffloadOffloadingSpec(CPUOffloadingSpec):
     """vLLM's CPU offloading with kvoffload's transfer engine as the worker (experimental)."""
 
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        if self.extra_config.get("secondary_tiers"):
+            raise NotImplementedError(
+                "KvoffloadOffloadingSpec: secondary_tiers are not supported yet (they read vLLM's "
+                "shared CPU region, which this worker does not use); use TieringOffloadingSpec"
+            )
+
     def _uses_shared_region(self) -> bool:
         return False  # each worker owns its CPU chunks as kvoffload host slots
 

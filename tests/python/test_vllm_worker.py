@@ -114,3 +114,5 @@ def test_what_it_cannot_do_yet_is_refused_at_start_naming_it():
     s.blocks_per_chunk = 2  # as a larger offloaded block size would set it
     with pytest.raises(NotImplementedError, match="blocks_per_chunk 2"):
         s.create_worker(kv_caches())
+    with pytest.raises(NotImplementedError, match="secondary_tiers are not supported yet"):
+        spec(secondary_tiers=[{"type": "KvoffloadDiskTier", "module_path": "kvoffload.vllm"}])
