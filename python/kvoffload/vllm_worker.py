@@ -64,16 +64,12 @@ class KvoffloadOffloadingWorker(OffloadingWorker):
         if num_cpu_chunks <= 0:
             raise ValueError(f"KvoffloadOffloadingSpec: {num_cpu_chunks} CPU chunks: raise cpu_bytes_to_use")
         # One kvoffload tensor per vLLM tensor the group's layers use, in the refs' order.
-        tensors, seen = [], {}
+        tensors, seen = [], {}  # vLLM tensor index -> the largest page a layer reads from it
         for ref in kv_caches.group_data_refs[0]:
-            if ref.tensor_idx in seen:
-                seen[ref.tensor_idx] = max(seen[ref.tensor_idx], ref.page_size_bytes)
-                continue
-            seen[ref.tensor_idx] = ref.page_size_bytes
+            seen[ref.tensor_idx] = max(seen.get(ref.tensor_idx, 0), ref.page_size_bytes)
         num_blocks = None
         for layer, (t_idx, chunk) in enumerate(seen.items()):
-            kv = kv_caches.tensors[t_idx]
-            tensor = kv.tensor
+            tensor = kv_caches.tensors[t_idx].tensor
             blocks = tensor.shape[0]
             if num_blocks is None:
                 num_blocks = blocks

@@ -489,7 +489,6 @@ def test_a_refused_write_keeps_the_slots_old_record_for_the_collision_check(disk
     assert [r.success for r in tier.get_finished_jobs()] == [False]
     assert_every_slot_accounted_once(tier)
     discards = []
-    store.real_discard = store.real.discard
     monkeypatch.setattr(type(store), "discard", lambda self, slot: (discards.append(slot), self.real.discard(slot)),
                         raising=False)
     (newcomer,) = keys_of("newcomer")
